@@ -1,0 +1,125 @@
+"""The command line: parse, load the config, run one action, map errors to exit codes.
+
+``main()`` is the only place that turns an :class:`ImgsyncError` into a message and an
+exit code; actions raise, they do not print errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from imgsync import __version__, log, output, protocol
+from imgsync import config as cfg
+from imgsync.actions import apply as apply_action
+from imgsync.actions import sync as sync_action
+from imgsync.errors import ExitCode, ImgsyncError
+from imgsync.reference import InvalidReference, normalize
+
+
+class _Context:
+    def __init__(self, config_path: Path) -> None:
+        self.config_path = config_path
+
+    def load(self) -> cfg.Config:
+        return cfg.load(self.config_path)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    metavar="PATH",
+    help=f"Config file (default: ${cfg.ENV_VAR}, then {cfg.DEFAULT_PATH}).",
+)
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.version_option(__version__, prog_name="imgsync")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
+    """Keep Docker images in sync from a source host to its peers over SSH."""
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    log.configure(level=level, stream=sys.stderr)
+    ctx.obj = _Context(cfg.resolve_path(config_path))
+
+
+@cli.command()
+@click.option(
+    "--image",
+    "images",
+    multiple=True,
+    metavar="REF",
+    help="Only this image (repeatable; must be in source.images).",
+)
+@click.option("--peer", "peers", multiple=True, metavar="NAME", help="Only this peer (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with every result.")
+@click.option(
+    "--no-wait",
+    is_flag=True,
+    help=f"Exit {ExitCode.LOCKED.value} instead of waiting for a running cycle.",
+)
+@click.pass_obj
+def sync(
+    obj: _Context, images: tuple[str, ...], peers: tuple[str, ...], as_json: bool, no_wait: bool
+) -> int:
+    """Run one cycle: export what changed, send each peer what it lacks, apply it."""
+    config = obj.load()
+    options = sync_action.SyncOptions(images=images, peers=peers, wait=not no_wait)
+    report = sync_action.run(config, obj.config_path, options)
+    if as_json:
+        click.echo(output.sync_json(report))
+    else:
+        for line in output.sync_lines(report):
+            click.echo(line)
+    return ExitCode.OK if report.ok else ExitCode.FAILED
+
+
+@cli.command()
+@click.option(
+    "--image", "images", multiple=True, metavar="REF", help="Only this image's marker (repeatable)."
+)
+@click.option(
+    "--inventory",
+    is_flag=True,
+    help="Only report what the engine runs and what waits in the inbox.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (what the source reads).")
+@click.pass_obj
+def apply(obj: _Context, images: tuple[str, ...], inventory: bool, as_json: bool) -> int:
+    """On a peer: load what landed in the inbox, verified, when it is new."""
+    config = obj.load()
+    receiver = cfg.require_receiver(config, obj.config_path)
+    try:
+        wanted = [normalize(image) for image in images]
+    except InvalidReference as err:
+        raise click.BadParameter(str(err), param_hint="--image") from None
+    if inventory:
+        click.echo(protocol.dump_inventory(apply_action.inventory(receiver, wanted)))
+        return ExitCode.OK
+    outcomes = apply_action.run(receiver, wanted)
+    if as_json:
+        click.echo(protocol.dump_apply(outcomes))
+    else:
+        for line in output.apply_lines(outcomes):
+            click.echo(line)
+    ok = all(o.error is None for o in outcomes)
+    return ExitCode.OK if ok else ExitCode.FAILED
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        result = cli.main(args=argv, prog_name="imgsync", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        return int(done.exit_code)
+    except click.ClickException as err:
+        err.show()
+        return ExitCode.CONFIG
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("imgsync: interrupted", err=True)
+        return ExitCode.INTERRUPTED
+    except ImgsyncError as err:
+        click.echo(f"imgsync: {err}", err=True)
+        return err.exit_code
+    return int(result) if isinstance(result, int) else ExitCode.OK

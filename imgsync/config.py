@@ -1,0 +1,281 @@
+"""The config file: one TOML schema for every role, validated before anything runs.
+
+A source has ``[source]`` and ``[[peers]]``; a peer has ``[receiver]``; a relay has all
+three. Unknown keys, wrong types and missing required keys are all reported at once, each
+with its key path (``peers[1] (edge-2).port: …``); TOML syntax errors with their line.
+The result is frozen: nothing changes a config after it is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import shlex
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
+
+from imgsync import reference
+from imgsync.errors import ConfigError
+
+DEFAULT_PATH = Path("/etc/imgsync/imgsync.toml")
+ENV_VAR = "IMGSYNC_CONFIG"
+
+_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_PEER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+_HOST = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._:\[\]-]{0,252}")
+
+
+def _absolute(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError(f"must be an absolute path, got {value!r}")
+    if "\x00" in value or "\n" in value:
+        raise ValueError("must not contain NUL or newline characters")
+    return posixpath.normpath(value)
+
+
+def _image_ref(value: str) -> str:
+    return reference.normalize(value)
+
+
+def _peer_name(value: str) -> str:
+    if not _PEER_NAME.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a valid peer name (letters, digits, '.', '_', '-'; at most 63)"
+        )
+    return value
+
+
+def _host(value: str) -> str:
+    if not _HOST.fullmatch(value):
+        raise ValueError(f"{value!r} is not a valid host name or address")
+    return value
+
+
+def _command(value: str) -> str:
+    try:
+        argv = shlex.split(value)
+    except ValueError as err:
+        raise ValueError(f"cannot be split into words: {err}") from None
+    if not argv:
+        raise ValueError("must not be empty")
+    return value
+
+
+def parse_duration(value: str) -> float:
+    """``"90s"``, ``"5m"``, ``"1h30m"`` → seconds."""
+    match = _DURATION.fullmatch(value.strip())
+    if not value.strip() or match is None or not any(match.groups()):
+        raise ValueError(f"{value!r} is not a duration (like '30s', '5m', '1h30m')")
+    hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise ValueError("must be longer than zero")
+    return float(total)
+
+
+def _duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+AbsPath = Annotated[StrictStr, AfterValidator(_absolute)]
+ImageRef = Annotated[StrictStr, AfterValidator(_image_ref)]
+Seconds = Annotated[StrictInt | StrictFloat, Field(gt=0, le=86400)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Section):
+    docker_host: StrictStr | None = None
+    images: Annotated[list[ImageRef], Field(min_length=1)]
+    export_dir: AbsPath = "/var/lib/imgsync/export"
+    max_parallel_peers: Annotated[StrictInt, Field(ge=1, le=256)] = 4
+
+
+class SshConfig(_Section):
+    user: StrictStr = "imgsync"
+    identity_file: AbsPath = "/etc/imgsync/id_ed25519"
+    known_hosts: AbsPath = "/etc/imgsync/known_hosts"
+    connect_timeout: Seconds = 10
+    io_timeout: Seconds = 60
+    apply_timeout: Seconds = 1800
+
+
+class PeerConfig(_Section):
+    name: Annotated[StrictStr, AfterValidator(_peer_name)]
+    host: Annotated[StrictStr, AfterValidator(_host)]
+    port: Annotated[StrictInt, Field(ge=1, le=65535)] = 22
+    inbox: AbsPath = "/var/lib/imgsync/inbox"
+    apply_command: Annotated[StrictStr, AfterValidator(_command)] = "imgsync apply"
+    user: StrictStr | None = None
+    identity_file: AbsPath | None = None
+    known_hosts: AbsPath | None = None
+    connect_timeout: Seconds | None = None
+    io_timeout: Seconds | None = None
+    apply_timeout: Seconds | None = None
+
+
+class ReceiverConfig(_Section):
+    inbox: AbsPath = "/var/lib/imgsync/inbox"
+    docker_host: StrictStr | None = None
+
+
+class ScheduleConfig(_Section):
+    interval: Annotated[StrictStr, AfterValidator(_duration)] | None = None
+    cron: StrictStr | None = None
+    jitter: Annotated[StrictStr, AfterValidator(_duration)] | None = None
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> ScheduleConfig:
+        if self.interval is not None and self.cron is not None:
+            raise ValueError("set either 'interval' or 'cron', not both")
+        return self
+
+
+class StateConfig(_Section):
+    path: AbsPath = "/var/lib/imgsync/state.db"
+
+
+class Config(_Section):
+    source: SourceConfig | None = None
+    ssh: SshConfig = SshConfig()
+    peers: list[PeerConfig] = []
+    receiver: ReceiverConfig | None = None
+    schedule: ScheduleConfig = ScheduleConfig(interval="5m")
+    state: StateConfig = StateConfig()
+
+    @model_validator(mode="after")
+    def _unique_peer_names(self) -> Config:
+        seen: set[str] = set()
+        for peer in self.peers:
+            if peer.name in seen:
+                raise ValueError(f"peer name {peer.name!r} is used twice")
+            seen.add(peer.name)
+        return self
+
+
+class PeerSettings(BaseModel):
+    """One peer with the ``[ssh]`` defaults filled in: what the transport needs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    host: str
+    port: int
+    inbox: str
+    apply_argv: tuple[str, ...]
+    user: str
+    identity_file: str
+    known_hosts: str
+    connect_timeout: float
+    io_timeout: float
+    apply_timeout: float
+
+
+def peer_settings(config: Config, peer: PeerConfig) -> PeerSettings:
+    ssh = config.ssh
+
+    def pick(name: str) -> Any:
+        own = getattr(peer, name)
+        return own if own is not None else getattr(ssh, name)
+
+    return PeerSettings(
+        name=peer.name,
+        host=peer.host,
+        port=peer.port,
+        inbox=peer.inbox,
+        apply_argv=tuple(shlex.split(peer.apply_command)),
+        user=pick("user"),
+        identity_file=pick("identity_file"),
+        known_hosts=pick("known_hosts"),
+        connect_timeout=float(pick("connect_timeout")),
+        io_timeout=float(pick("io_timeout")),
+        apply_timeout=float(pick("apply_timeout")),
+    )
+
+
+def resolve_path(cli_path: str | None) -> Path:
+    """``--config``, then ``$IMGSYNC_CONFIG``, then ``/etc/imgsync/imgsync.toml``."""
+    if cli_path:
+        return Path(cli_path)
+    env = os.environ.get(ENV_VAR)
+    return Path(env) if env else DEFAULT_PATH
+
+
+def load(path: Path) -> Config:
+    """Read, parse and validate ``path``; raise :class:`ConfigError` listing every problem."""
+    where = f"config {path}"
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{where}: file not found (give --config PATH or set {ENV_VAR})"
+        ) from None
+    except OSError as err:
+        raise ConfigError(f"{where}: cannot read: {err.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(where, [f"not UTF-8 text (byte {err.start})"]) from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(where, [f"invalid TOML: {err}"]) from None
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(where, [_describe(e, data) for e in err.errors()]) from None
+
+
+def _describe(error: Any, data: dict[str, Any]) -> str:
+    path = ""
+    node: Any = data
+    for part in error["loc"]:
+        if isinstance(part, int):
+            path += f"[{part}]"
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            if isinstance(node, dict) and isinstance(node.get("name"), str):
+                path += f" ({node['name']})"
+        else:
+            path += f".{part}" if path else str(part)
+            node = node.get(part) if isinstance(node, dict) else None
+    kind, message = error["type"], error["msg"]
+    if kind == "extra_forbidden":
+        message = "unknown key"
+    elif kind == "missing":
+        message = "required key is missing"
+    elif message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    return f"{path or '(top level)'}: {message}"
+
+
+def require_source(config: Config, path: Path) -> SourceConfig:
+    if config.source is None:
+        raise ConfigError(f"config {path}", ["source: this command needs a [source] section"])
+    if not config.peers:
+        raise ConfigError(f"config {path}", ["peers: this command needs at least one [[peers]]"])
+    return config.source
+
+
+def require_receiver(config: Config, path: Path) -> ReceiverConfig:
+    if config.receiver is None:
+        raise ConfigError(f"config {path}", ["receiver: this command needs a [receiver] section"])
+    return config.receiver
+
+
+_ = StrictBool  # kept importable for later keys (trust_unknown_hosts)

@@ -1,0 +1,111 @@
+"""The Docker Engine adapter (docker-py). Every engine call imgsync makes is here.
+
+``docker.errors`` and ``requests`` exceptions stop at this module: callers see
+:class:`EngineError` or :class:`ImageNotFound`, worded with the engine and the image.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from imgsync.errors import EngineError, ImageNotFound
+
+SAVE_CHUNK = 1024 * 1024
+_API_TIMEOUT = 600
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    diff_ids: tuple[str, ...]
+    size: int
+
+
+class Engine:
+    """One Docker engine, named by its ``docker_host`` (``None``: ``DOCKER_HOST`` or the
+    local socket)."""
+
+    def __init__(self, docker_host: str | None) -> None:
+        self.name = docker_host or "the local Docker engine"
+        try:
+            if docker_host:
+                self._client = docker.DockerClient(base_url=docker_host, timeout=_API_TIMEOUT)
+            else:
+                self._client = docker.DockerClient.from_env(timeout=_API_TIMEOUT)
+        except docker.errors.DockerException as err:
+            raise EngineError(f"cannot reach Docker at {self.name}: {err}") from None
+
+    def close(self) -> None:
+        self._client.close()
+
+    def inspect(self, reference: str) -> ImageInfo:
+        data = self._call(f"inspect {reference}", self._client.api.inspect_image, reference)
+        return ImageInfo(
+            id=str(data["Id"]),
+            diff_ids=tuple(data.get("RootFS", {}).get("Layers") or ()),
+            size=int(data.get("Size") or 0),
+        )
+
+    def image_id(self, reference: str) -> str | None:
+        """The ID of the image under ``reference``, or ``None`` when there is none."""
+        try:
+            return self.inspect(reference).id
+        except ImageNotFound:
+            return None
+
+    def save(self, reference: str) -> Iterator[bytes]:
+        """Stream ``docker save REFERENCE`` (saved by name, so the tarball carries the tag)."""
+        stream = self._call(
+            f"save {reference}", self._client.api.get_image, reference, chunk_size=SAVE_CHUNK
+        )
+        try:
+            yield from stream
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as err:
+            raise EngineError(f"docker save {reference} on {self.name} failed: {err}") from None
+
+    def load(self, tarball: BinaryIO, what: str) -> None:
+        """``docker load`` a tarball; raise :class:`EngineError` with the engine's message."""
+        stream = self._call(f"load {what}", self._client.api.load_image, tarball, quiet=True)
+        try:
+            for item in stream:
+                _raise_stream_error(item, f"docker load {what} on {self.name}")
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as err:
+            raise EngineError(f"docker load {what} on {self.name} failed: {err}") from None
+
+    def tag(self, image_id: str, reference: str) -> None:
+        repository, _, tag = reference.rpartition(":")
+        self._call(f"tag {reference}", self._client.api.tag, image_id, repository, tag, force=True)
+
+    def version(self) -> dict[str, Any]:
+        return dict(self._call("version", self._client.api.version))
+
+    def _call(self, what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except docker.errors.ImageNotFound:
+            raise ImageNotFound(f"image {args[0]} not found on {self.name}") from None
+        except docker.errors.NotFound as err:
+            raise ImageNotFound(f"{what}: not found on {self.name} ({_explain(err)})") from None
+        except docker.errors.APIError as err:
+            raise EngineError(f"docker {what} on {self.name} failed: {_explain(err)}") from None
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as err:
+            raise EngineError(f"cannot reach Docker at {self.name} ({what}): {err}") from None
+
+
+def _explain(err: docker.errors.APIError) -> str:
+    return str(err.explanation or err)
+
+
+def _raise_stream_error(item: Any, what: str) -> None:
+    if isinstance(item, bytes):
+        item = json.loads(item)
+    if isinstance(item, dict) and (item.get("error") or item.get("errorDetail")):
+        detail = item.get("errorDetail") or {}
+        raise EngineError(f"{what} failed: {item.get('error') or detail.get('message')}")

@@ -1,0 +1,108 @@
+"""Plain data shared by the planner, the actions and the CLI. No I/O here."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+VERSION_RE = re.compile(r"sha256:[0-9a-f]{64}")
+SHA256_HEX_RE = re.compile(r"[0-9a-f]{64}")
+
+
+class Action(StrEnum):
+    LOADED = "loaded"
+    UNCHANGED = "unchanged"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Marker:
+    """Names one version of one reference and describes its bundle file.
+
+    ``version`` is the image ID the source's engine reports (its config digest on the
+    classic store); ``layers`` are the image's diff IDs, bottom first; ``bundle`` is the
+    tarball's file name in the same folder as the marker, with its ``size`` and
+    ``sha256``. Written last: a bundle without a marker is never current.
+    """
+
+    FORMAT = 1
+
+    reference: str
+    version: str
+    layers: tuple[str, ...]
+    bundle: str
+    size: int
+    sha256: str
+    created: str
+    format: int = FORMAT
+
+    def to_json_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["layers"] = list(self.layers)
+        return data
+
+
+@dataclass(frozen=True)
+class PeerImage:
+    """What a peer holds for one reference: the image ID its engine runs under it, and
+    the version of a complete bundle waiting in its inbox (``None``: nothing)."""
+
+    running: str | None
+    inbox: str | None
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """What a peer reports it has, per reference the source asked about."""
+
+    images: dict[str, PeerImage]
+
+
+@dataclass
+class Result:
+    """The outcome of one peer x image in a cycle: one row of ``sync --json``."""
+
+    peer: str
+    image: str
+    version: str | None
+    action: Action
+    bytes_sent: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["action"] = str(self.action)
+        data["seconds"] = round(self.seconds, 3)
+        return data
+
+
+@dataclass
+class ApplyOutcome:
+    """The outcome of one marker applied on a peer: one row of ``apply --json``."""
+
+    image: str
+    version: str | None
+    action: Action
+    seconds: float = 0.0
+    error: str | None = None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["action"] = str(self.action)
+        data["seconds"] = round(self.seconds, 3)
+        return data
+
+
+@dataclass
+class Report:
+    """What ``sync`` returns: every peer x image, in a stable order."""
+
+    results: list[Result] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(r.action is not Action.FAILED for r in self.results)

@@ -1,0 +1,59 @@
+"""What the CLI prints: one readable line per peer x image and a summary, or JSON."""
+
+from __future__ import annotations
+
+import json
+
+from imgsync.model import Action, ApplyOutcome, Report
+
+_UNITS = ("B", "kB", "MB", "GB", "TB")
+
+
+def human_bytes(count: int) -> str:
+    value = float(count)
+    for unit in _UNITS:
+        if value < 1000 or unit == _UNITS[-1]:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def short(version: str | None) -> str:
+    return version.removeprefix("sha256:")[:12] if version else "-"
+
+
+def sync_json(report: Report) -> str:
+    return json.dumps(
+        {"ok": report.ok, "results": [r.to_json_dict() for r in report.results]}, indent=2
+    )
+
+
+def sync_lines(report: Report) -> list[str]:
+    peer_width = max((len(r.peer) for r in report.results), default=4)
+    image_width = max((len(r.image) for r in report.results), default=5)
+    lines = []
+    for r in report.results:
+        detail = r.error if r.error else f"{human_bytes(r.bytes_sent)} in {r.seconds:.1f}s"
+        lines.append(
+            f"{r.peer:<{peer_width}}  {r.image:<{image_width}}  {r.action.value:<9}  "
+            f"{short(r.version):<12}  {detail}"
+        )
+    counts = ", ".join(f"{sum(r.action is a for r in report.results)} {a.value}" for a in Action)
+    peers = len({r.peer for r in report.results})
+    sent = human_bytes(sum(r.bytes_sent for r in report.results))
+    verdict = "ok" if report.ok else "FAILED"
+    lines.append(
+        f"{verdict}: {counts} across {peers} peer(s); {sent} sent in {report.seconds:.1f}s"
+    )
+    return lines
+
+
+def apply_lines(outcomes: list[ApplyOutcome]) -> list[str]:
+    if not outcomes:
+        return ["nothing to apply: the inbox holds no markers"]
+    width = max(len(o.image) for o in outcomes)
+    return [
+        f"{o.image:<{width}}  {o.action.value:<9}  {short(o.version):<12}  "
+        f"{o.error or f'{o.seconds:.1f}s'}"
+        for o in outcomes
+    ]

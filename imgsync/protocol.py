@@ -1,0 +1,98 @@
+"""What the source and a peer say to each other over SSH, as JSON on stdout.
+
+The source runs the peer's ``apply_command`` with ``--inventory`` (what do you have?)
+and plain (apply what landed), both with ``--json``. This module writes and reads those
+documents; a peer's answer is checked field by field before the source believes it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from imgsync.model import VERSION_RE, Action, ApplyOutcome, Inventory, PeerImage
+
+FORMAT = 1
+
+
+class ProtocolError(ValueError):
+    """A peer's answer that is not what the protocol says (caught by the sync action)."""
+
+
+def dump_inventory(inventory: Inventory) -> str:
+    images = {
+        ref: {"running": item.running, "inbox": item.inbox}
+        for ref, item in inventory.images.items()
+    }
+    return json.dumps({"format": FORMAT, "images": images})
+
+
+def load_inventory(raw: bytes) -> Inventory:
+    data = _object(raw)
+    images = data.get("images")
+    if not isinstance(images, dict):
+        raise ProtocolError("inventory has no 'images' object")
+    parsed = {}
+    for ref, item in images.items():
+        if not isinstance(item, dict):
+            raise ProtocolError(f"inventory entry for {ref!r} is not an object")
+        parsed[str(ref)] = PeerImage(
+            running=_version(item.get("running")), inbox=_version(item.get("inbox"))
+        )
+    return Inventory(parsed)
+
+
+def dump_apply(outcomes: list[ApplyOutcome]) -> str:
+    ok = all(o.action is not Action.FAILED for o in outcomes)
+    return json.dumps({"format": FORMAT, "ok": ok, "results": [o.to_json_dict() for o in outcomes]})
+
+
+def load_apply(raw: bytes) -> list[ApplyOutcome]:
+    data = _object(raw)
+    results = data.get("results")
+    if not isinstance(results, list):
+        raise ProtocolError("apply report has no 'results' list")
+    outcomes = []
+    for item in results:
+        if not isinstance(item, dict) or not isinstance(item.get("image"), str):
+            raise ProtocolError("apply result without an image")
+        try:
+            action = Action(str(item.get("action")))
+        except ValueError:
+            raise ProtocolError(f"apply result with action {item.get('action')!r}") from None
+        error = item.get("error")
+        seconds = item.get("seconds")
+        outcomes.append(
+            ApplyOutcome(
+                image=item["image"],
+                version=_version(item.get("version")),
+                action=action,
+                seconds=float(seconds) if isinstance(seconds, int | float) else 0.0,
+                error=str(error)[:2000] if error is not None else None,
+            )
+        )
+    return outcomes
+
+
+def _object(raw: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        snippet = raw[:200].decode("utf-8", "replace").strip()
+        raise ProtocolError(f"answer is not JSON: {snippet!r}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("answer is not a JSON object")
+    if data.get("format") != FORMAT:
+        raise ProtocolError(
+            f"answer has format {data.get('format')!r}; this imgsync speaks {FORMAT} "
+            "(are both sides the same imgsync version?)"
+        )
+    return data
+
+
+def _version(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and VERSION_RE.fullmatch(value):
+        return value
+    raise ProtocolError(f"{value!r} is not an image version")

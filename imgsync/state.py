@@ -1,0 +1,144 @@
+"""The source's state DB (SQLite): what was exported, and every peer x image result.
+
+The schema's format number is SQLite's ``user_version``; a DB of an unknown format, or
+one that is not SQLite at all, is refused with :class:`StateError` and never written.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from imgsync import fsutil
+from imgsync.errors import StateError
+from imgsync.model import Marker, Result
+
+FORMAT = 1
+_SCHEMA = """
+CREATE TABLE exports (
+    reference TEXT NOT NULL,
+    version   TEXT NOT NULL,
+    bundle    TEXT NOT NULL,
+    size      INTEGER NOT NULL,
+    sha256    TEXT NOT NULL,
+    exported_at REAL NOT NULL,
+    PRIMARY KEY (reference, version)
+);
+CREATE TABLE results (
+    run_id    TEXT NOT NULL,
+    peer      TEXT NOT NULL,
+    reference TEXT NOT NULL,
+    version   TEXT,
+    action    TEXT NOT NULL,
+    bytes_sent INTEGER NOT NULL,
+    seconds   REAL NOT NULL,
+    error     TEXT,
+    at        REAL NOT NULL
+);
+CREATE INDEX results_by_peer ON results (peer, reference, at);
+CREATE TABLE peer_images (
+    peer      TEXT NOT NULL,
+    reference TEXT NOT NULL,
+    version   TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (peer, reference)
+);
+"""
+
+
+class StateDB:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        fsutil.ensure_dir(path.parent, mode=0o750)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            os.close(fd)
+            self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._migrate()
+        except sqlite3.DatabaseError as err:
+            raise StateError(f"state DB {path} is unusable: {err}") from None
+        except OSError as err:
+            raise StateError(f"state DB {path}: {err.strerror}") from None
+
+    def _migrate(self) -> None:
+        (found,) = self._db.execute("PRAGMA user_version").fetchone()
+        if found == FORMAT:
+            return
+        if found != 0:
+            raise StateError(
+                f"state DB {self.path} has format {found}; this imgsync reads format {FORMAT}"
+            )
+        tables = self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if tables:
+            raise StateError(f"state DB {self.path} has unknown tables and no format number")
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executescript(_SCHEMA)
+            self._db.execute(f"PRAGMA user_version = {FORMAT}")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def record_export(self, marker: Marker) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO exports VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    marker.reference,
+                    marker.version,
+                    marker.bundle,
+                    marker.size,
+                    marker.sha256,
+                    time.time(),
+                )
+            ],
+        )
+
+    def record_results(self, run_id: str, results: Iterable[Result]) -> None:
+        now = time.time()
+        rows = list(results)
+        self._write(
+            "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    run_id,
+                    r.peer,
+                    r.image,
+                    r.version,
+                    str(r.action),
+                    r.bytes_sent,
+                    r.seconds,
+                    r.error,
+                    now,
+                )
+                for r in rows
+            ],
+        )
+        self._write(
+            "INSERT OR REPLACE INTO peer_images VALUES (?, ?, ?, ?)",
+            [
+                (r.peer, r.image, r.version, now)
+                for r in rows
+                if r.error is None and r.version is not None
+            ],
+        )
+
+    def peer_versions(self, peer: str) -> dict[str, str]:
+        rows = self._db.execute(
+            "SELECT reference, version FROM peer_images WHERE peer = ?", (peer,)
+        ).fetchall()
+        return {reference: version for reference, version in rows}
+
+    def _write(self, sql: str, rows: list[tuple[object, ...]]) -> None:
+        if not rows:
+            return
+        try:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany(sql, rows)
+        except sqlite3.DatabaseError as err:
+            raise StateError(f"state DB {self.path}: cannot write: {err}") from None
