@@ -1,0 +1,35 @@
+"""A peer's answers are checked before the source believes them."""
+
+from __future__ import annotations
+
+import pytest
+
+from imgsync import protocol
+from imgsync.model import Action, ApplyOutcome, Inventory, PeerImage
+
+V1 = "sha256:" + "1" * 64
+
+
+def test_inventory_round_trip() -> None:
+    inventory = Inventory({"a:1": PeerImage(V1, None), "b:1": PeerImage(None, V1)})
+    assert protocol.load_inventory(protocol.dump_inventory(inventory).encode()) == inventory
+
+
+def test_apply_report_round_trip() -> None:
+    outcomes = [ApplyOutcome("a:1", V1, Action.LOADED, 1.5),
+                ApplyOutcome("b:1", None, Action.FAILED, 0.1, "sha256 mismatch")]
+    assert protocol.load_apply(protocol.dump_apply(outcomes).encode()) == outcomes
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"bash: imgsync: command not found",
+        b'{"format": 2, "images": {}}',
+        b'{"format": 1, "images": {"a:1": {"running": "$(id)"}}}',
+        b'{"format": 1, "images": []}',
+    ],
+)
+def test_nonsense_from_a_peer_is_a_protocol_error(raw: bytes) -> None:
+    with pytest.raises(protocol.ProtocolError):
+        protocol.load_inventory(raw)
