@@ -1,0 +1,302 @@
+"""The whole lab: a source Docker host and N peers, each peer behind sshd and a counting relay.
+
+Layout (ROOT is given; RUN is ``/run/isl-XXXXXX``, short because of unix socket limits)::
+
+    ROOT/client/id_ed25519, authorized_keys, known_hosts   the source's SSH identity
+    ROOT/source/            dockerd data + logs, imgsync.toml, export/, state.db
+    ROOT/pN/                dockerd data + logs, sshd/ (host key, config, log),
+                            inbox/, imgsync.toml (the [receiver] config)
+    RUN/source, RUN/pN      exec roots: API and containerd sockets
+
+Peer pN (N = 1, 2, …) listens for SSH on 127.0.0.(10+N):22000+N and is reached by the source
+through a ByteCountingRelay on 127.0.0.(10+N):23000+N; known_hosts is keyed by the relay's
+address, so what the source sees is sshd's host key.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import tomlw
+from ._proc import LabError, install_sigterm_handler, pick_port, remove_tree
+from .docker_node import DockerNode
+from .relay import ByteCountingRelay
+from .sshd import SshServer, _keygen
+
+
+@dataclass
+class Peer:
+    name: str
+    docker: DockerNode
+    sshd: SshServer
+    relay: ByteCountingRelay
+    inbox: Path
+    config_path: Path  # the peer's own imgsync.toml ([receiver])
+    address: str  # where the source connects (the relay)
+    port: int  # the relay's port
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    merged = dict(base)
+    merged.update(overrides or {})
+    return {k: v for k, v in merged.items() if v is not None}
+
+
+class Lab:
+    """Start with ``with Lab(root) as lab:`` (or start()/stop()); see the module docstring."""
+
+    def __init__(
+        self,
+        root: Path,
+        peers: int = 2,
+        imgsync_cmd: list[str] | None = None,
+        *,
+        keep: bool = False,
+        storage_driver: str | None = None,
+    ) -> None:
+        if not 1 <= peers <= 200:
+            raise ValueError("peers must be between 1 and 200")
+        self.root = Path(root).resolve()
+        self.keep = keep
+        self.imgsync_cmd = imgsync_cmd or [str(Path(sys.executable).parent / "imgsync")]
+        self.run_root = Path(f"/run/isl-{secrets.token_hex(3)}")
+        self.client_dir = self.root / "client"
+        self.client_key = self.client_dir / "id_ed25519"
+        self.authorized_keys = self.client_dir / "authorized_keys"
+        self.known_hosts = self.client_dir / "known_hosts"
+        self.source_config = self.root / "source" / "imgsync.toml"
+        self.export_dir = self.root / "source" / "export"
+        self.state_path = self.root / "source" / "state.db"
+        self.source = DockerNode(
+            "source", self.root / "source", self.run_root / "source", storage_driver
+        )
+        self._n_peers = peers
+        self._storage_driver = storage_driver
+        self.peers: list[Peer] = []
+        self.timings: dict[str, float] = {}
+        self._started = False
+
+    def __repr__(self) -> str:
+        return f"Lab(root={self.root}, peers={[p.name for p in self.peers]})"
+
+    def peer(self, name: str) -> Peer:
+        for peer in self.peers:
+            if peer.name == name:
+                return peer
+        raise KeyError(name)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def _make_peers(self) -> None:
+        used: set[int] = set()
+        for i in range(1, self._n_peers + 1):
+            name, address = f"p{i}", f"127.0.0.{10 + i}"
+            ssh_port = pick_port(address, 22000 + i, used)
+            relay_port = pick_port(address, 23000 + i, used | {ssh_port})
+            used |= {ssh_port, relay_port}
+            root = self.root / name
+            self.peers.append(
+                Peer(
+                    name=name,
+                    docker=DockerNode(name, root, self.run_root / name, self._storage_driver),
+                    sshd=SshServer(name, address, ssh_port, root / "sshd", self.authorized_keys),
+                    relay=ByteCountingRelay(address, relay_port, address, ssh_port),
+                    inbox=root / "inbox",
+                    config_path=root / "imgsync.toml",
+                    address=address,
+                    port=relay_port,
+                )
+            )
+
+    def start(self) -> Lab:
+        """Start every daemon (dockerds become ready in parallel); on failure tear down."""
+        if self._started:
+            return self
+        t0 = time.monotonic()
+        install_sigterm_handler()
+        self._started = True
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.run_root.mkdir(mode=0o700)
+            _keygen(self.client_key, "imgsync-lab-client")
+            self.peers = []
+            self.authorized_keys.write_text(self.client_key.with_name("id_ed25519.pub").read_text())
+            self._make_peers()
+            for peer in self.peers:
+                peer.inbox.mkdir(parents=True, exist_ok=True)
+            # Spawn from this thread (parent-death signal is per thread), wait in parallel.
+            nodes = [self.source] + [p.docker for p in self.peers]
+            for node in nodes:
+                node.spawn()
+            for peer in self.peers:
+                peer.sshd.spawn()
+            waits = [n.wait_ready for n in nodes] + [p.sshd.wait_ready for p in self.peers]
+            with ThreadPoolExecutor(max_workers=min(16, len(waits))) as pool:
+                for future in [pool.submit(w) for w in waits]:
+                    future.result()
+            for peer in self.peers:
+                peer.relay.start()
+            self.write_known_hosts()
+        except BaseException:
+            self.stop()
+            raise
+        self.timings["start"] = time.monotonic() - t0
+        return self
+
+    def stop(self) -> None:
+        """Tear everything down; never raises for a part that is already gone.  Idempotent."""
+        t0 = time.monotonic()
+        errors: list[str] = []
+
+        def attempt(what: str, func: Any) -> None:
+            try:
+                func()
+            except Exception as exc:
+                errors.append(f"{what}: {exc}")
+
+        for peer in self.peers:
+            attempt(f"relay {peer.name}", peer.relay.stop)
+        for peer in self.peers:
+            attempt(f"sshd {peer.name}", peer.sshd.stop)
+        nodes = [self.source] + [p.docker for p in self.peers]
+        if nodes:
+            with ThreadPoolExecutor(max_workers=min(16, len(nodes))) as pool:
+                for node, future in [(n, pool.submit(n.stop)) for n in nodes]:
+                    try:
+                        future.result()
+                    except Exception as exc:
+                        errors.append(f"dockerd {node.name}: {exc}")
+        attempt("run dir", lambda: remove_tree(self.run_root))
+        if not self.keep:
+            attempt("root", lambda: remove_tree(self.root))
+        self._started = False
+        self.timings["stop"] = time.monotonic() - t0
+        if errors:
+            print("lab teardown problems:\n  " + "\n  ".join(errors), file=sys.stderr)
+
+    def __enter__(self) -> Lab:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- SSH trust --------------------------------------------------------------------------
+    def write_known_hosts(self) -> Path:
+        """(Re)write known_hosts with every peer's current host key, keyed by relay addr:port."""
+        lines = [p.sshd.host_key_line(p.address, p.port) for p in self.peers]
+        self.known_hosts.write_text("\n".join(lines) + "\n")
+        return self.known_hosts
+
+    def ssh_argv(self, peer: Peer, *command: str) -> list[str]:
+        """An ``ssh`` command line that reaches ``peer`` the way imgsync does (via the relay)."""
+        options = {
+            "IdentitiesOnly": "yes",
+            "UserKnownHostsFile": str(self.known_hosts),
+            "GlobalKnownHostsFile": "/dev/null",
+            "StrictHostKeyChecking": "yes",
+            "BatchMode": "yes",
+            "ConnectTimeout": "5",
+        }
+        argv = ["ssh", "-F", "/dev/null", "-i", str(self.client_key), "-p", str(peer.port)]
+        for key, value in options.items():
+            argv += ["-o", f"{key}={value}"]
+        return [*argv, f"root@{peer.address}", *command]
+
+    # -- imgsync ----------------------------------------------------------------------------
+    def write_configs(
+        self,
+        images: list[str],
+        *,
+        ssh_overrides: dict[str, Any] | None = None,
+        peer_overrides: dict[str, dict[str, Any]] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Path:
+        """Write every peer's receiver config and the source config; returns the latter.
+
+        Overrides merge keys into [ssh] / a peer's [[peers]] table; a None value removes a key.
+        """
+        peer_overrides = peer_overrides or {}
+        unknown = set(peer_overrides) - {p.name for p in self.peers}
+        if unknown:
+            raise KeyError(f"unknown peers in peer_overrides: {sorted(unknown)}")
+        peer_tables = []
+        for peer in self.peers:
+            overrides = peer_overrides.get(peer.name, {})
+            inbox = str(overrides.get("inbox") or peer.inbox)
+            receiver = {"receiver": {"inbox": inbox, "docker_host": peer.docker.url}}
+            peer.config_path.write_text(tomlw.dumps(receiver))
+            apply = (
+                f"{shlex.join(self.imgsync_cmd)} --config "
+                f"{shlex.quote(str(peer.config_path))} apply"
+            )
+            peer_tables.append(
+                _merge(
+                    {
+                        "name": peer.name,
+                        "host": peer.address,
+                        "port": peer.port,
+                        "inbox": str(peer.inbox),
+                        "apply_command": apply,
+                    },
+                    overrides,
+                )
+            )
+        config: dict[str, Any] = {
+            "source": {
+                "docker_host": self.source.url,
+                "images": list(images),
+                "export_dir": str(self.export_dir),
+            },
+            "ssh": _merge(
+                {
+                    "user": "root",
+                    "identity_file": str(self.client_key),
+                    "known_hosts": str(self.known_hosts),
+                    "connect_timeout": 5,
+                },
+                ssh_overrides,
+            ),
+            "peers": peer_tables,
+            "state": {"path": str(self.state_path)},
+        }
+        config.update(extra or {})
+        self.source_config.parent.mkdir(parents=True, exist_ok=True)
+        self.source_config.write_text(tomlw.dumps(config))
+        return self.source_config
+
+    def imgsync_argv(self, *args: str, config: Path | None = None) -> list[str]:
+        return [*self.imgsync_cmd, "--config", str(config or self.source_config), *args]
+
+    def run_imgsync(
+        self,
+        *args: str,
+        config: Path | None = None,
+        timeout: float = 300,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the imgsync CLI with the source config (or ``config``); output is captured."""
+        if not Path(self.imgsync_cmd[0]).exists() and "/" in self.imgsync_cmd[0]:
+            raise LabError(
+                f"imgsync command not found: {self.imgsync_cmd[0]} "
+                "(run scripts/bootstrap to install the package)"
+            )
+        return subprocess.run(
+            self.imgsync_argv(*args, config=config),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+
+    def reset_counters(self) -> None:
+        for peer in self.peers:
+            peer.relay.reset()
