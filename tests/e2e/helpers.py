@@ -14,8 +14,10 @@ def sync_json(lab: Lab, *args: str, timeout: float = 300) -> tuple[int, dict[str
     try:
         return done.returncode, json.loads(done.stdout)
     except json.JSONDecodeError:
-        raise AssertionError(f"sync printed no JSON (exit {done.returncode}):\n"
-                             f"stdout: {done.stdout}\nstderr: {done.stderr}") from None
+        raise AssertionError(
+            f"sync printed no JSON (exit {done.returncode}):\n"
+            f"stdout: {done.stdout}\nstderr: {done.stderr}"
+        ) from None
 
 
 def by_peer_image(report: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -37,5 +39,6 @@ def loads_since(lab: Lab, since: float) -> dict[str, int]:
 
 
 def run(argv: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
+    )

@@ -34,7 +34,9 @@ def test_invalid_toml_is_reported_with_its_line(tmp_path: Path) -> None:
 
 def test_an_unknown_key_is_reported_by_its_path(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
-    path.write_text('[source]\nimages = ["a:1"]\nexprot_dir = "/x"\n[[peers]]\nname="e"\nhost="h"\n')
+    path.write_text(
+        '[source]\nimages = ["a:1"]\nexprot_dir = "/x"\n[[peers]]\nname="e"\nhost="h"\n'
+    )
     done = run([IMGSYNC, "--config", str(path), "sync"])
     assert done.returncode == 2
     assert "source.exprot_dir: unknown key" in done.stderr

@@ -58,8 +58,12 @@ def test_only_the_image_that_changed_is_exported_sent_and_loaded(lab: Lab) -> No
     code, report = sync_json(lab)
 
     assert code == 0, report
-    assert actions(report) == {("p1", images[0]): "loaded", ("p1", images[1]): "unchanged",
-                               ("p2", images[0]): "loaded", ("p2", images[1]): "unchanged"}
+    assert actions(report) == {
+        ("p1", images[0]): "loaded",
+        ("p1", images[1]): "unchanged",
+        ("p2", images[0]): "loaded",
+        ("p2", images[1]): "unchanged",
+    }
     assert {p.name: p.stat().st_mtime_ns for p in export_dir.glob("change_worker*")} == worker_files
     assert loads_since(lab, since) == {"p1": 1, "p2": 1}
     for peer in lab.peers:

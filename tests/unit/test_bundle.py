@@ -63,8 +63,9 @@ def test_a_truncated_bundle_is_caught_by_size(tmp_path: Path) -> None:
 def test_a_bundle_carrying_another_tag_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "b.tar"
     true = saved_image(path, tag="acme/other:1")
-    claimed = Marker("acme/web:1", true.version, true.layers, true.bundle, true.size,
-                     true.sha256, "now")
+    claimed = Marker(
+        "acme/web:1", true.version, true.layers, true.bundle, true.size, true.sha256, "now"
+    )
     with pytest.raises(VerificationError, match=r"tagged \['acme/other:1'\]"):
         bundle.verify(path, claimed)
 
@@ -72,8 +73,15 @@ def test_a_bundle_carrying_another_tag_is_refused(tmp_path: Path) -> None:
 def test_a_bundle_of_another_image_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "b.tar"
     true = saved_image(path)
-    claimed = Marker(true.reference, "sha256:" + "f" * 64, true.layers, true.bundle, true.size,
-                     true.sha256, "now")
+    claimed = Marker(
+        true.reference,
+        "sha256:" + "f" * 64,
+        true.layers,
+        true.bundle,
+        true.size,
+        true.sha256,
+        "now",
+    )
     with pytest.raises(VerificationError, match="holds image"):
         bundle.verify(path, claimed)
 

@@ -110,7 +110,7 @@ def test_invalid_toml_names_the_file_and_line(tmp_path: Path) -> None:
 
 
 def test_a_missing_file_says_how_to_point_at_one(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="file not found.*--config"):
+    with pytest.raises(ConfigError, match=r"file not found.*--config"):
         cfg.load(tmp_path / "nope.toml")
 
 
@@ -126,8 +126,10 @@ def test_interval_and_cron_are_exclusive(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("command", ['""', '"imgsync \'unclosed"'])
 def test_apply_command_must_split_into_words(tmp_path: Path, command: str) -> None:
-    text = VALID.replace('apply_command = "imgsync --config /etc/imgsync/imgsync.toml apply"',
-                         f"apply_command = {command}")
+    text = VALID.replace(
+        'apply_command = "imgsync --config /etc/imgsync/imgsync.toml apply"',
+        f"apply_command = {command}",
+    )
     assert any(p.startswith("peers[0] (edge-1).apply_command:") for p in problems(tmp_path, text))
 
 

@@ -33,8 +33,13 @@ def test_written_files_are_not_world_readable(tmp_path: Path) -> None:
 def test_state_records_results_and_the_last_known_version(tmp_path: Path) -> None:
     db = StateDB(tmp_path / "state.db")
     v = "sha256:" + "1" * 64
-    db.record_results("r1", [Result("p1", "a:1", v, Action.LOADED, 10, 1.0),
-                             Result("p2", "a:1", v, Action.FAILED, 0, 0.1, "host key")])
+    db.record_results(
+        "r1",
+        [
+            Result("p1", "a:1", v, Action.LOADED, 10, 1.0),
+            Result("p2", "a:1", v, Action.FAILED, 0, 0.1, "host key"),
+        ],
+    )
     assert db.peer_versions("p1") == {"a:1": v}
     assert db.peer_versions("p2") == {}
     db.close()

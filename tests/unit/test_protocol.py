@@ -16,8 +16,10 @@ def test_inventory_round_trip() -> None:
 
 
 def test_apply_report_round_trip() -> None:
-    outcomes = [ApplyOutcome("a:1", V1, Action.LOADED, 1.5),
-                ApplyOutcome("b:1", None, Action.FAILED, 0.1, "sha256 mismatch")]
+    outcomes = [
+        ApplyOutcome("a:1", V1, Action.LOADED, 1.5),
+        ApplyOutcome("b:1", None, Action.FAILED, 0.1, "sha256 mismatch"),
+    ]
     assert protocol.load_apply(protocol.dump_apply(outcomes).encode()) == outcomes
 
 
