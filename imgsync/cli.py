@@ -18,6 +18,7 @@ from imgsync.actions import apply as apply_action
 from imgsync.actions import sync as sync_action
 from imgsync.errors import ExitCode, ImgsyncError
 from imgsync.reference import InvalidReference, normalize
+from imgsync.signals import install_stop_handlers
 
 
 class _Context:
@@ -86,8 +87,21 @@ def sync(
     help="Only report what the engine runs and what waits in the inbox.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (what the source reads).")
+@click.option(
+    "--watch", is_flag=True, help="Keep running: apply new markers as they land in the inbox."
+)
+@click.option(
+    "--poll",
+    default=2.0,
+    show_default=True,
+    metavar="SECONDS",
+    type=click.FloatRange(0.1, 3600),
+    help="With --watch: how often to look.",
+)
 @click.pass_obj
-def apply(obj: _Context, images: tuple[str, ...], inventory: bool, as_json: bool) -> int:
+def apply(
+    obj: _Context, images: tuple[str, ...], inventory: bool, as_json: bool, watch: bool, poll: float
+) -> int:
     """On a peer: load what landed in the inbox, verified, when it is new."""
     config = obj.load()
     receiver = cfg.require_receiver(config, obj.config_path)
@@ -95,6 +109,9 @@ def apply(obj: _Context, images: tuple[str, ...], inventory: bool, as_json: bool
         wanted = [normalize(image) for image in images]
     except InvalidReference as err:
         raise click.BadParameter(str(err), param_hint="--image") from None
+    if watch:
+        apply_action.watch(receiver, wanted, poll, stop=install_stop_handlers())
+        return ExitCode.OK
     if inventory:
         click.echo(protocol.dump_inventory(apply_action.inventory(receiver, wanted)))
         return ExitCode.OK

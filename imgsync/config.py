@@ -107,6 +107,7 @@ class SourceConfig(_Section):
     images: Annotated[list[ImageRef], Field(min_length=1)]
     export_dir: AbsPath = "/var/lib/imgsync/export"
     max_parallel_peers: Annotated[StrictInt, Field(ge=1, le=256)] = 4
+    keep: Annotated[StrictInt, Field(ge=1, le=100)] = 1
 
 
 class SshConfig(_Section):
@@ -135,12 +136,17 @@ class PeerConfig(_Section):
 class ReceiverConfig(_Section):
     inbox: AbsPath = "/var/lib/imgsync/inbox"
     docker_host: StrictStr | None = None
+    keep: Annotated[StrictInt, Field(ge=1, le=100)] = 1
+    prune: StrictBool = False
 
 
 class ScheduleConfig(_Section):
     interval: Annotated[StrictStr, AfterValidator(_duration)] | None = None
     cron: StrictStr | None = None
     jitter: Annotated[StrictStr, AfterValidator(_duration)] | None = None
+    misfire_grace: Annotated[StrictStr, AfterValidator(_duration)] = "5m"
+    events: StrictBool = True
+    debounce: Annotated[StrictStr, AfterValidator(_duration)] = "2s"
 
     @model_validator(mode="after")
     def _one_trigger(self) -> ScheduleConfig:
@@ -276,6 +282,3 @@ def require_receiver(config: Config, path: Path) -> ReceiverConfig:
     if config.receiver is None:
         raise ConfigError(f"config {path}", ["receiver: this command needs a [receiver] section"])
     return config.receiver
-
-
-_ = StrictBool  # kept importable for later keys (trust_unknown_hosts)

@@ -13,6 +13,7 @@ check is removed with its marker, so the next sync sends it again.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,6 +113,11 @@ def _apply_marker(engine: Engine, inbox: BundleDir, current: Marker) -> Action:
         )
     log.get().info("loaded", version=current.version)
     return Action.LOADED
+
+
+def watch(receiver: ReceiverConfig, images: list[str], poll: float, stop: threading.Event) -> None:
+    """Apply new markers as they land in the inbox, until ``stop`` is set."""
+    raise NotImplementedError("apply --watch: being written")
 
 
 def _drop_older_bundles(inbox: BundleDir, current: Marker) -> None:
