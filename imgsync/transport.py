@@ -13,6 +13,7 @@ import os
 import posixpath
 import shlex
 import stat
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,7 +30,8 @@ from imgsync.errors import (
     RemoteCommandError,
     TransportError,
 )
-from imgsync.fsutil import temp_name
+from imgsync.fsutil import TEMP_PREFIX, temp_name
+from imgsync.signals import Cancelled
 
 UPLOAD_CHUNK = 1024 * 1024
 OUTPUT_LIMIT = 4 * 1024 * 1024
@@ -65,8 +67,9 @@ class _RejectUnknownHost(paramiko.MissingHostKeyPolicy):
 class SshSession:
     """One authenticated SSH connection to one peer, for one cycle."""
 
-    def __init__(self, peer: PeerSettings) -> None:
+    def __init__(self, peer: PeerSettings, stop: threading.Event | None = None) -> None:
         self.peer = peer
+        self.stop = stop or threading.Event()
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
 
@@ -190,6 +193,8 @@ class SshSession:
                 remote.set_pipelined(True)
                 remote.chmod(0o640)
                 while chunk := source.read(UPLOAD_CHUNK):
+                    if self.stop.is_set():
+                        raise Cancelled(f"upload of {name} to {self.peer.name} abandoned")
                     remote.write(chunk)
                     sent += len(chunk)
                     if progress is not None:
@@ -198,7 +203,23 @@ class SshSession:
         except (OSError, paramiko.SSHException, EOFError) as err:
             self._remove_quietly(temp)
             raise self._error("upload to", final, err) from None
+        except Cancelled:
+            self._remove_quietly(temp)
+            raise
         return sent
+
+    def remove_temp_files(self, remote_dir: str) -> list[str]:
+        """Remove the temp files an interrupted upload left in ``remote_dir``."""
+        sftp = self._sftp_client()
+        try:
+            names = [n for n in sftp.listdir(remote_dir) if n.startswith(TEMP_PREFIX)]
+        except FileNotFoundError:
+            return []
+        except (OSError, paramiko.SSHException, EOFError) as err:
+            raise self._error("list", remote_dir, err) from None
+        for name in names:
+            self._remove_quietly(posixpath.join(remote_dir, name))
+        return names
 
     def _remove_quietly(self, remote_path: str) -> None:
         try:
@@ -219,7 +240,7 @@ class SshSession:
             channel = transport.open_session(timeout=self.peer.connect_timeout)
             channel.exec_command(command)
             channel.shutdown_write()
-            return _collect(channel, time.monotonic() + timeout)
+            return _collect(channel, time.monotonic() + timeout, self.stop)
         except TimeoutError:
             raise RemoteCommandError(
                 f"peer {self.peer.name}: {argv[0]} did not finish within {timeout:g}s"
@@ -234,10 +255,13 @@ class SshSession:
         return TransportError(f"peer {self.peer.name}: {what} {path} failed: {reason}")
 
 
-def _collect(channel: paramiko.Channel, deadline: float) -> CommandResult:
+def _collect(channel: paramiko.Channel, deadline: float, stop: threading.Event) -> CommandResult:
     stdout, stderr = bytearray(), bytearray()
     channel.settimeout(0.2)
     while True:
+        if stop.is_set():
+            channel.close()
+            raise Cancelled("remote command abandoned")
         if time.monotonic() > deadline:
             channel.close()
             raise TimeoutError

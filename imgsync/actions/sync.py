@@ -7,6 +7,7 @@ stops the other peers. An image that cannot be exported fails on every peer alon
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -27,6 +28,7 @@ from imgsync.lock import cycle_lock
 from imgsync.model import Action, Marker, Report, Result
 from imgsync.plan import PlanItem, Step, plan_peer
 from imgsync.reference import normalize
+from imgsync.signals import Cancelled
 from imgsync.state import StateDB
 from imgsync.transport import SshSession
 
@@ -38,6 +40,7 @@ class SyncOptions:
     images: tuple[str, ...] = ()  # empty: every configured image
     peers: tuple[str, ...] = ()  # empty: every configured peer
     wait: bool = True
+    stop: threading.Event | None = None  # set by SIGTERM: abandon the cycle (Cancelled)
 
 
 def run(config: cfg.Config, config_path: Path, options: SyncOptions) -> Report:
@@ -46,7 +49,7 @@ def run(config: cfg.Config, config_path: Path, options: SyncOptions) -> Report:
     peers = _select_peers(config, options.peers, config_path)
     state_path = Path(config.state.path)
     with cycle_lock(state_path.with_name("imgsync.lock"), wait=options.wait):
-        return _cycle(config, source, images, peers, state_path)
+        return _cycle(config, source, images, peers, state_path, options.stop or threading.Event())
 
 
 def _cycle(
@@ -55,6 +58,7 @@ def _cycle(
     images: list[str],
     peers: list[cfg.PeerSettings],
     state_path: Path,
+    stop: threading.Event,
 ) -> Report:
     started = time.monotonic()
     run_id = uuid.uuid4().hex[:12]
@@ -62,10 +66,12 @@ def _cycle(
     logger = log.get()
     state = StateDB(state_path)
     try:
-        markers, export_errors = _export_all(source, images, state)
+        markers, export_errors = _export_all(source, images, state, stop)
         with ThreadPoolExecutor(max_workers=source.max_parallel_peers) as pool:
             per_peer = list(
-                pool.map(lambda p: _sync_peer(p, images, markers, export_errors, source), peers)
+                pool.map(
+                    lambda p: _sync_peer(p, images, markers, export_errors, source, stop), peers
+                )
             )
         report = Report([r for results in per_peer for r in results])
         state.record_results(run_id, report.results)
@@ -85,7 +91,7 @@ def _cycle(
 
 
 def _export_all(
-    source: cfg.SourceConfig, images: list[str], state: StateDB
+    source: cfg.SourceConfig, images: list[str], state: StateDB, stop: threading.Event
 ) -> tuple[dict[str, Marker], dict[str, str]]:
     bundles = BundleDir(Path(source.export_dir))
     bundles.create()
@@ -98,6 +104,8 @@ def _export_all(
         return {}, {image: f"source: {err}" for image in images}
     try:
         for image in images:
+            if stop.is_set():
+                raise Cancelled("stopped before exporting " + image)
             try:
                 exported, fresh = export_image(engine, bundles, image)
             except ImgsyncError as err:
@@ -118,6 +126,7 @@ def _sync_peer(
     markers: dict[str, Marker],
     export_errors: dict[str, str],
     source: cfg.SourceConfig,
+    stop: threading.Event,
 ) -> list[Result]:
     structlog.contextvars.bind_contextvars(peer=peer.name)
     logger = log.get()
@@ -127,7 +136,7 @@ def _sync_peer(
     }
     try:
         if markers:
-            results.update(_sync_session(peer, markers, Path(source.export_dir)))
+            results.update(_sync_session(peer, markers, Path(source.export_dir), stop))
     except ImgsyncError as err:
         logger.error("peer failed", error=str(err))
         for image, exported in markers.items():
@@ -141,10 +150,11 @@ def _sync_peer(
 
 
 def _sync_session(
-    peer: cfg.PeerSettings, markers: dict[str, Marker], export_dir: Path
+    peer: cfg.PeerSettings, markers: dict[str, Marker], export_dir: Path, stop: threading.Event
 ) -> dict[str, Result]:
     results: dict[str, Result] = {}
-    with SshSession(peer) as ssh:
+    with SshSession(peer, stop) as ssh:
+        ssh.remove_temp_files(peer.inbox)  # this host's lock is held: they are leftovers
         inventory = _ask(ssh, peer, ["--inventory", *_image_args(markers)], protocol.load_inventory)
         plan = plan_peer(markers, inventory)
         to_apply: list[PlanItem] = []
