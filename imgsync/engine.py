@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -109,3 +110,36 @@ def _raise_stream_error(item: Any, what: str) -> None:
     if isinstance(item, dict) and (item.get("error") or item.get("errorDetail")):
         detail = item.get("errorDetail") or {}
         raise EngineError(f"{what} failed: {item.get('error') or detail.get('message')}")
+
+
+class ImageEvents:
+    """The engine's image event stream (tag, load, pull, import, …), closable from another
+    thread. Iterating yields ``(action, name)``; a dropped stream raises EngineError."""
+
+    def __init__(self, engine: Engine, since: float | None = None) -> None:
+        self._engine = engine
+        stream = engine._call(
+            "events",
+            engine._client.api.events,
+            decode=True,
+            filters={"type": "image"},
+            since=since,
+        )
+        self._stream: Any = stream
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        try:
+            for event in self._stream:
+                attributes = (event.get("Actor") or {}).get("Attributes") or {}
+                action = str(event.get("Action") or event.get("status") or "")
+                yield action, str(attributes.get("name") or event.get("id") or "")
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as err:
+            raise EngineError(f"event stream of {self._engine.name} dropped: {err}") from None
+        except (OSError, AttributeError, ValueError) as err:
+            # closing the stream from another thread ends the read with one of these
+            raise EngineError(f"event stream of {self._engine.name} closed: {err}") from None
+
+    def close(self) -> None:
+        # best effort: the stream may already be gone
+        with contextlib.suppress(OSError, AttributeError, requests.exceptions.RequestException):
+            self._stream.close()
