@@ -15,6 +15,7 @@ import click
 from imgsync import __version__, log, output, protocol
 from imgsync import config as cfg
 from imgsync.actions import apply as apply_action
+from imgsync.actions import daemon as daemon_action
 from imgsync.actions import sync as sync_action
 from imgsync.errors import ExitCode, ImgsyncError
 from imgsync.reference import InvalidReference, normalize
@@ -123,6 +124,17 @@ def apply(
             click.echo(line)
     ok = all(o.error is None for o in outcomes)
     return ExitCode.OK if ok else ExitCode.FAILED
+
+
+@cli.command()
+@click.pass_context
+def daemon(ctx: click.Context) -> int:
+    """Run cycles on the schedule and when a source image changes, until stopped."""
+    verbose = ctx.parent.params["verbose"] if ctx.parent else 0
+    log.configure(level=logging.DEBUG if verbose > 1 else logging.INFO, stream=sys.stdout)
+    obj: _Context = ctx.obj
+    daemon_action.Daemon(obj.config_path, obj.load()).serve()
+    return ExitCode.OK
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
+from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -73,6 +74,17 @@ def _command(value: str) -> str:
         raise ValueError(f"cannot be split into words: {err}") from None
     if not argv:
         raise ValueError("must not be empty")
+    return value
+
+
+def _cron(value: str) -> str:
+    fields = value.split()
+    if len(fields) != 5:
+        raise ValueError(f"{value!r} is not a cron expression (5 fields: min hour day month dow)")
+    try:
+        CronTrigger.from_crontab(value)
+    except ValueError as err:
+        raise ValueError(f"{value!r} is not a valid cron expression: {err}") from None
     return value
 
 
@@ -142,7 +154,7 @@ class ReceiverConfig(_Section):
 
 class ScheduleConfig(_Section):
     interval: Annotated[StrictStr, AfterValidator(_duration)] | None = None
-    cron: StrictStr | None = None
+    cron: Annotated[StrictStr, AfterValidator(_cron)] | None = None
     jitter: Annotated[StrictStr, AfterValidator(_duration)] | None = None
     misfire_grace: Annotated[StrictStr, AfterValidator(_duration)] = "5m"
     events: StrictBool = True

@@ -9,28 +9,46 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from imgsync import fsutil
 from imgsync.errors import LockedError, StorageError
+from imgsync.signals import Cancelled
 
 
 @contextlib.contextmanager
-def cycle_lock(path: Path, wait: bool = True) -> Iterator[None]:
+def cycle_lock(
+    path: Path, wait: bool = True, stop: threading.Event | None = None
+) -> Iterator[None]:
+    """Hold the lock at ``path`` for the block. ``wait=False``: raise LockedError at once
+    when it is taken; with ``stop``, waiting gives up (Cancelled) when stop is set."""
     fsutil.ensure_dir(path.parent)
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as err:
         raise StorageError(f"cannot open lock file {path}: {err.strerror}") from None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            raise LockedError(
-                f"another imgsync cycle is running on this host (lock {path}); "
-                "try again later or drop --no-wait to wait for it"
-            ) from None
+        while not _try_lock(fd):
+            if not wait:
+                raise LockedError(
+                    f"another imgsync cycle is running on this host (lock {path}); "
+                    "try again later or drop --no-wait to wait for it"
+                )
+            if stop is None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                break
+            if stop.wait(0.2):
+                raise Cancelled("stopped while waiting for the cycle lock")
         yield
     finally:
         os.close(fd)
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True

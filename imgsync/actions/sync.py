@@ -48,7 +48,7 @@ def run(config: cfg.Config, config_path: Path, options: SyncOptions) -> Report:
     images = _select_images(source.images, options.images, config_path)
     peers = _select_peers(config, options.peers, config_path)
     state_path = Path(config.state.path)
-    with cycle_lock(state_path.with_name("imgsync.lock"), wait=options.wait):
+    with cycle_lock(state_path.with_name("imgsync.lock"), wait=options.wait, stop=options.stop):
         return _cycle(config, source, images, peers, state_path, options.stop or threading.Event())
 
 

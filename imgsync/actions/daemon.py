@@ -1,0 +1,146 @@
+"""``imgsync daemon``: the sync cycle as a service.
+
+A cycle runs at start, then whenever the schedule (APScheduler: ``interval`` or ``cron``,
+with jitter; missed runs coalesced) or a change on the source engine asks for one. Cycles
+run one at a time on the main thread, under the same host lock as ``imgsync sync``.
+SIGTERM/SIGINT abandon a cycle in flight and exit 0; SIGHUP re-reads the config and keeps
+the old one when the new one is bad. systemd is told READY, STATUS, RELOADING, STOPPING
+and pinged for its watchdog.
+"""
+
+from __future__ import annotations
+
+import datetime
+import threading
+from pathlib import Path
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from imgsync import config as cfg
+from imgsync import log, systemd
+from imgsync.actions import sync as sync_action
+from imgsync.errors import ImgsyncError
+from imgsync.model import Action
+from imgsync.signals import Cancelled, install_stop_handlers
+from imgsync.watcher import EventWatcher
+
+_JOB = "cycle"
+_TICK = 0.2
+
+
+def make_trigger(schedule: cfg.ScheduleConfig) -> BaseTrigger:
+    jitter = int(cfg.parse_duration(schedule.jitter)) if schedule.jitter else None
+    if schedule.cron is not None:
+        minute, hour, day, month, day_of_week = schedule.cron.split()
+        return CronTrigger(
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=day_of_week,
+            jitter=jitter,
+            timezone=datetime.UTC,
+        )
+    seconds = cfg.parse_duration(schedule.interval or "5m")
+    return IntervalTrigger(seconds=seconds, jitter=jitter, timezone=datetime.UTC)
+
+
+class Daemon:
+    def __init__(self, config_path: Path, config: cfg.Config) -> None:
+        cfg.require_source(config, config_path)
+        self.config_path = config_path
+        self.config = config
+        self.cycle_due = threading.Event()
+        self.reload_due = threading.Event()
+        self.stop = install_stop_handlers(reload=self.reload_due)
+        self.scheduler = BackgroundScheduler(timezone=datetime.UTC)
+        self.watcher: EventWatcher | None = None
+        self.logger = log.get().bind(component="daemon")
+
+    def serve(self) -> None:
+        self.scheduler.start()
+        self._follow(self.config)
+        self.cycle_due.set()  # one cycle at start
+        systemd.ready("starting the first cycle")
+        self.logger.info("daemon started", config=str(self.config_path))
+        beat = systemd.watchdog_interval()
+        try:
+            while not self.stop.is_set():
+                if self.reload_due.is_set():
+                    self._reload()
+                elif self.cycle_due.is_set():
+                    self.cycle_due.clear()
+                    self._cycle()
+                else:
+                    self.stop.wait(min(_TICK, beat or _TICK))
+                systemd.watchdog()
+        except Cancelled:
+            self.logger.info("cycle abandoned: stopping")
+        finally:
+            systemd.stopping("stopping")
+            self._unfollow()
+            self.scheduler.shutdown(wait=False)
+            self.logger.info("daemon stopped")
+
+    def _cycle(self) -> None:
+        options = sync_action.SyncOptions(stop=self.stop)
+        try:
+            report = sync_action.run(self.config, self.config_path, options)
+        except ImgsyncError as err:
+            self.logger.error("cycle failed", error=str(err))
+            systemd.status(f"last cycle failed: {err}")
+            return
+        failed = sum(r.action is Action.FAILED for r in report.results)
+        systemd.status(
+            f"last cycle: {len(report.results) - failed} in sync, {failed} failed "
+            f"({report.seconds:.1f}s)"
+        )
+
+    def _reload(self) -> None:
+        self.reload_due.clear()
+        systemd.reloading("re-reading the config")
+        try:
+            config = cfg.load(self.config_path)
+            cfg.require_source(config, self.config_path)
+        except ImgsyncError as err:
+            self.logger.error("config reload failed; keeping the running config", error=str(err))
+            systemd.ready("config reload failed; running with the previous config")
+            return
+        self._unfollow()
+        self.config = config
+        self._follow(config)
+        self.logger.info("config reloaded", config=str(self.config_path))
+        systemd.ready("config reloaded")
+        self.cycle_due.set()
+
+    def _follow(self, config: cfg.Config) -> None:
+        """Schedule cycles and watch the source engine, as ``config`` says."""
+        schedule = config.schedule
+        self.scheduler.add_job(
+            self.cycle_due.set,
+            trigger=make_trigger(schedule),
+            id=_JOB,
+            replace_existing=True,
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=int(cfg.parse_duration(schedule.misfire_grace)),
+        )
+        source = cfg.require_source(config, self.config_path)
+        if schedule.events:
+            self.watcher = EventWatcher(
+                source.docker_host,
+                source.images,
+                cfg.parse_duration(schedule.debounce),
+                self.cycle_due.set,
+            )
+            self.watcher.start()
+
+    def _unfollow(self) -> None:
+        if self.scheduler.get_job(_JOB) is not None:
+            self.scheduler.remove_job(_JOB)
+        if self.watcher is not None:
+            self.watcher.close()
+            self.watcher = None
