@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 
 BUF_SIZE = 256 * 1024
 
@@ -46,6 +47,9 @@ class ByteCountingRelay:
         self._conns: set[_Conn] = set()
         self._conns_lock = threading.Lock()
         self._blocked = False
+        self._silent = False
+        self._held: list[socket.socket] = []
+        self.rate_limit: float | None = None  # bytes/s client -> target; None: unlimited
         self._stopping = threading.Event()
         self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
@@ -101,6 +105,16 @@ class ByteCountingRelay:
         """While blocked, new connections are accepted and closed at once (peer unreachable)."""
         self._blocked = blocked
 
+    def set_silent(self, silent: bool) -> None:
+        """While silent, new connections are accepted and never answered (a black hole);
+        turning it off (or stop) closes the ones held."""
+        self._silent = silent
+        if not silent:
+            held, self._held = self._held, []
+            for sock in held:
+                with contextlib.suppress(OSError):
+                    sock.close()
+
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
         if self._listener is not None:
@@ -132,6 +146,7 @@ class ByteCountingRelay:
         if listener is not None:
             listener.close()
         self.drop_all()
+        self.set_silent(False)
 
     def __enter__(self) -> ByteCountingRelay:
         self.start()
@@ -157,6 +172,9 @@ class ByteCountingRelay:
                 self._connections_total += 1
             if self._blocked:
                 client.close()
+                continue
+            if self._silent:
+                self._held.append(client)
                 continue
             threading.Thread(
                 target=self._open,
@@ -192,6 +210,7 @@ class ByteCountingRelay:
     def _pump(self, conn: _Conn, src: socket.socket, dst: socket.socket, up: bool) -> None:
         buf = bytearray(BUF_SIZE)
         view = memoryview(buf)
+        started, moved = time.monotonic(), 0
         try:
             while True:
                 n = src.recv_into(buf)
@@ -200,6 +219,12 @@ class ByteCountingRelay:
                         dst.shutdown(socket.SHUT_WR)  # pass the half-close on
                     break
                 dst.sendall(view[:n])
+                moved += n
+                rate = self.rate_limit if up else None
+                if rate:
+                    ahead = moved / rate - (time.monotonic() - started)
+                    if ahead > 0:
+                        time.sleep(ahead)
                 with self._count_lock:
                     if up:
                         self._up += n

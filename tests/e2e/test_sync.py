@@ -137,7 +137,7 @@ def test_an_unreachable_peer_fails_in_bounded_time_and_the_other_is_updated(
     if failure == "stopped":
         p2.sshd.stop()
     else:
-        p2.relay.set_blocked(True)  # accepts, then never answers
+        p2.relay.set_silent(True)  # accepts, then never answers
     try:
         started = time.monotonic()
         code, report = sync_json(lab, timeout=120)
@@ -146,7 +146,7 @@ def test_an_unreachable_peer_fails_in_bounded_time_and_the_other_is_updated(
         if failure == "stopped":
             p2.sshd.start()
         else:
-            p2.relay.set_blocked(False)
+            p2.relay.set_silent(False)
     assert code == 1
     assert actions(report) == {("p1", image): "loaded", ("p2", image): "failed"}
     assert "p2" in by_peer_image(report)[("p2", image)]["error"]

@@ -1,0 +1,183 @@
+"""`imgsync daemon` on the real lab: schedule, image events, one cycle at a time,
+clean stop on SIGTERM, and SIGHUP that never trades a good config for a bad one."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab import Lab, build_image
+
+from .helpers import build
+
+pytestmark = pytest.mark.lab
+
+
+class Daemon:
+    """An `imgsync daemon` subprocess whose JSON log lines the test can read."""
+
+    def __init__(self, lab: Lab, log_path: Path) -> None:
+        self.log_path = log_path
+        self.process = subprocess.Popen(
+            lab.imgsync_argv("daemon"),
+            stdout=log_path.open("w"),
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def events(self) -> list[dict[str, Any]]:
+        lines = self.log_path.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+    def cycles(self) -> list[dict[str, Any]]:
+        return [e for e in self.events() if e["event"] == "cycle finished"]
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+@pytest.fixture
+def daemon(lab: Lab, tmp_path: Path) -> Iterator[Callable[[], Daemon]]:
+    started: list[Daemon] = []
+
+    def start() -> Daemon:
+        started.append(Daemon(lab, tmp_path / f"daemon-{len(started)}.log"))
+        return started[-1]
+
+    yield start
+    for each in started:
+        each.kill()
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if check():
+            return time.monotonic() - started
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout}s: {what}")
+
+
+def everywhere(lab: Lab, ref: str, image_id: str) -> Callable[[], bool]:
+    return lambda: all(p.docker.image_id(ref) == image_id for p in lab.peers)
+
+
+def test_the_schedule_brings_a_new_version_to_every_peer(
+    lab: Lab, daemon: Callable[[], Daemon]
+) -> None:
+    ref = "daemon-interval/web:1"
+    first = build(lab, ref, seed=60)
+    lab.write_configs([ref], extra={"schedule": {"interval": "3s", "events": False}})
+    running = daemon()
+    wait_until(everywhere(lab, ref, first), 30, "the cycle at start syncs v1")
+    second = build(lab, ref, seed=61)
+    wait_until(everywhere(lab, ref, second), 30, "a scheduled cycle syncs v2")
+    assert running.process.poll() is None
+    assert any(c["loaded"] == 2 for c in running.cycles())
+
+
+def test_an_image_change_is_synced_within_seconds_even_with_a_long_interval(
+    lab: Lab, daemon: Callable[[], Daemon]
+) -> None:
+    ref = "daemon-events/web:1"
+    first = build(lab, ref, seed=70)
+    lab.write_configs([ref], extra={"schedule": {"interval": "1h", "debounce": "1s"}})
+    running = daemon()
+    wait_until(everywhere(lab, ref, first), 30, "the cycle at start syncs v1")
+    wait_until(lambda: len(running.cycles()) == 1, 10, "the first cycle is logged")
+    second = build(lab, ref, seed=71)
+    took = wait_until(everywhere(lab, ref, second), 15, "the event-driven cycle syncs v2")
+    assert took < 15
+    assert any(e["event"] == "image changed" for e in running.events())
+
+
+def test_sigterm_during_a_large_upload_stops_cleanly_and_leaves_no_temp_files(
+    lab: Lab, daemon: Callable[[], Daemon]
+) -> None:
+    ref = "daemon-sigterm/big:1"
+    old = build(lab, ref, seed=80)
+    lab.write_configs([ref], extra={"schedule": {"interval": "1h", "events": False}})
+    assert lab.run_imgsync("sync").returncode == 0
+    new = build_image(lab.source.client(), ref, [("big.bin", 150 * 1024 * 1024)], seed=81)
+    for peer in lab.peers:
+        peer.relay.rate_limit = 10e6  # 15 s per upload: SIGTERM must not wait for it
+    try:
+        running = daemon()
+        p1 = lab.peer("p1")
+        wait_until(lambda: any(p1.inbox.glob(".tmp-*.tar")), 60, "an upload to p1 is in flight")
+        time.sleep(1)
+        running.signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        assert running.process.wait(15) == 0
+        assert time.monotonic() - stopped < 10
+    finally:
+        for peer in lab.peers:
+            peer.relay.rate_limit = None
+    for peer in lab.peers:
+        assert peer.docker.image_id(ref) in (old, new), peer.name
+
+    assert lab.run_imgsync("sync").returncode == 0
+    for peer in lab.peers:
+        assert peer.docker.image_id(ref) == new
+        assert not list(peer.inbox.glob(".tmp-*")), peer.name
+    assert not list(Path(lab.export_dir).glob(".tmp-*"))
+
+
+def test_a_manual_sync_does_not_run_while_a_daemon_cycle_does(
+    lab: Lab, daemon: Callable[[], Daemon]
+) -> None:
+    ref = "daemon-lock/big:1"
+    build_image(lab.source.client(), ref, [("big.bin", 100 * 1024 * 1024)], seed=90)
+    lab.write_configs([ref], extra={"schedule": {"interval": "1h", "events": False}})
+    p1 = lab.peer("p1")
+    p1.relay.rate_limit = 20e6
+    try:
+        running = daemon()
+        wait_until(lambda: any(p1.inbox.glob(".tmp-*.tar")), 60, "the daemon's upload is in flight")
+        manual = lab.run_imgsync("sync", "--no-wait")
+    finally:
+        p1.relay.rate_limit = None
+    assert manual.returncode == 3
+    assert "another imgsync cycle is running" in manual.stderr
+    wait_until(lambda: len(running.cycles()) == 1, 120, "the daemon's cycle finishes")
+    waited = lab.run_imgsync("sync", "--json")
+    assert waited.returncode == 0
+    assert {r["action"] for r in json.loads(waited.stdout)["results"]} == {"unchanged"}
+
+
+def test_sighup_with_a_broken_config_keeps_the_running_one(
+    lab: Lab, daemon: Callable[[], Daemon]
+) -> None:
+    ref = "daemon-hup/web:1"
+    first = build(lab, ref, seed=100)
+    config = lab.write_configs([ref], extra={"schedule": {"interval": "3s", "events": False}})
+    running = daemon()
+    wait_until(everywhere(lab, ref, first), 30, "the cycle at start syncs v1")
+    good = config.read_text()
+    config.write_text(good + "\n[source2]\nwhat = 1\n")
+    try:
+        running.signal(signal.SIGHUP)
+        wait_until(
+            lambda: any(e["event"].startswith("config reload failed") for e in running.events()),
+            10,
+            "the failed reload is logged",
+        )
+    finally:
+        config.write_text(good)
+    (failure,) = [e for e in running.events() if e["event"].startswith("config reload failed")]
+    assert "source2: unknown key" in failure["error"]
+    assert running.process.poll() is None
+    second = build(lab, ref, seed=101)
+    wait_until(everywhere(lab, ref, second), 30, "cycles go on with the old config")
