@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import threading
+import time
 from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -29,6 +30,7 @@ from imgsync.watcher import EventWatcher
 
 _JOB = "cycle"
 _TICK = 0.2
+_CYCLE_SLACK = 600.0  # export and upload time a healthy cycle may add to its SSH timeouts
 
 
 def make_trigger(schedule: cfg.ScheduleConfig) -> BaseTrigger:
@@ -59,6 +61,7 @@ class Daemon:
         self.scheduler = BackgroundScheduler(timezone=datetime.UTC)
         self.watcher: EventWatcher | None = None
         self.logger = log.get().bind(component="daemon")
+        self.heartbeat = time.monotonic()
 
     def serve(self) -> None:
         self.scheduler.start()
@@ -67,16 +70,18 @@ class Daemon:
         systemd.ready("starting the first cycle")
         self.logger.info("daemon started", config=str(self.config_path))
         beat = systemd.watchdog_interval()
+        if beat is not None:
+            threading.Thread(target=self._watchdog, args=(beat,), daemon=True).start()
         try:
             while not self.stop.is_set():
+                self.heartbeat = time.monotonic()
                 if self.reload_due.is_set():
                     self._reload()
                 elif self.cycle_due.is_set():
                     self.cycle_due.clear()
                     self._cycle()
                 else:
-                    self.stop.wait(min(_TICK, beat or _TICK))
-                systemd.watchdog()
+                    self.stop.wait(_TICK)
         except Cancelled:
             self.logger.info("cycle abandoned: stopping")
         finally:
@@ -84,6 +89,16 @@ class Daemon:
             self._unfollow()
             self.scheduler.shutdown(wait=False)
             self.logger.info("daemon stopped")
+
+    def _watchdog(self, interval: float) -> None:
+        """Ping systemd's watchdog while the main loop is alive. A cycle may keep the loop
+        busy for as long as its own timeouts allow; a loop stuck longer goes unpinged, and
+        systemd restarts the service."""
+        while not self.stop.wait(interval):
+            ssh = self.config.ssh
+            allowance = ssh.connect_timeout + ssh.apply_timeout + _CYCLE_SLACK
+            if time.monotonic() - self.heartbeat < allowance:
+                systemd.watchdog()
 
     def _cycle(self) -> None:
         options = sync_action.SyncOptions(stop=self.stop)

@@ -4,7 +4,9 @@ clean stop on SIGTERM, and SIGHUP that never trades a good config for a bad one.
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -23,13 +25,14 @@ pytestmark = pytest.mark.lab
 class Daemon:
     """An `imgsync daemon` subprocess whose JSON log lines the test can read."""
 
-    def __init__(self, lab: Lab, log_path: Path) -> None:
+    def __init__(self, lab: Lab, log_path: Path, env: dict[str, str] | None = None) -> None:
         self.log_path = log_path
         self.process = subprocess.Popen(
             lab.imgsync_argv("daemon"),
             stdout=log_path.open("w"),
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
         )
 
     def events(self) -> list[dict[str, Any]]:
@@ -49,11 +52,11 @@ class Daemon:
 
 
 @pytest.fixture
-def daemon(lab: Lab, tmp_path: Path) -> Iterator[Callable[[], Daemon]]:
+def daemon(lab: Lab, tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
     started: list[Daemon] = []
 
-    def start() -> Daemon:
-        started.append(Daemon(lab, tmp_path / f"daemon-{len(started)}.log"))
+    def start(env: dict[str, str] | None = None) -> Daemon:
+        started.append(Daemon(lab, tmp_path / f"daemon-{len(started)}.log", env))
         return started[-1]
 
     yield start
@@ -75,7 +78,7 @@ def everywhere(lab: Lab, ref: str, image_id: str) -> Callable[[], bool]:
 
 
 def test_the_schedule_brings_a_new_version_to_every_peer(
-    lab: Lab, daemon: Callable[[], Daemon]
+    lab: Lab, daemon: Callable[..., Daemon]
 ) -> None:
     ref = "daemon-interval/web:1"
     first = build(lab, ref, seed=60)
@@ -89,7 +92,7 @@ def test_the_schedule_brings_a_new_version_to_every_peer(
 
 
 def test_an_image_change_is_synced_within_seconds_even_with_a_long_interval(
-    lab: Lab, daemon: Callable[[], Daemon]
+    lab: Lab, daemon: Callable[..., Daemon]
 ) -> None:
     ref = "daemon-events/web:1"
     first = build(lab, ref, seed=70)
@@ -104,7 +107,7 @@ def test_an_image_change_is_synced_within_seconds_even_with_a_long_interval(
 
 
 def test_sigterm_during_a_large_upload_stops_cleanly_and_leaves_no_temp_files(
-    lab: Lab, daemon: Callable[[], Daemon]
+    lab: Lab, daemon: Callable[..., Daemon]
 ) -> None:
     ref = "daemon-sigterm/big:1"
     old = build(lab, ref, seed=80)
@@ -136,7 +139,7 @@ def test_sigterm_during_a_large_upload_stops_cleanly_and_leaves_no_temp_files(
 
 
 def test_a_manual_sync_does_not_run_while_a_daemon_cycle_does(
-    lab: Lab, daemon: Callable[[], Daemon]
+    lab: Lab, daemon: Callable[..., Daemon]
 ) -> None:
     ref = "daemon-lock/big:1"
     build_image(lab.source.client(), ref, [("big.bin", 100 * 1024 * 1024)], seed=90)
@@ -158,7 +161,7 @@ def test_a_manual_sync_does_not_run_while_a_daemon_cycle_does(
 
 
 def test_sighup_with_a_broken_config_keeps_the_running_one(
-    lab: Lab, daemon: Callable[[], Daemon]
+    lab: Lab, daemon: Callable[..., Daemon]
 ) -> None:
     ref = "daemon-hup/web:1"
     first = build(lab, ref, seed=100)
@@ -181,3 +184,36 @@ def test_sighup_with_a_broken_config_keeps_the_running_one(
     assert running.process.poll() is None
     second = build(lab, ref, seed=101)
     wait_until(everywhere(lab, ref, second), 30, "cycles go on with the old config")
+
+
+def test_systemd_hears_ready_status_watchdog_and_stopping(
+    lab: Lab, daemon: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    ref = "daemon-notify/web:1"
+    build(lab, ref, seed=110)
+    lab.write_configs([ref], extra={"schedule": {"interval": "1h", "events": False}})
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(tmp_path / "notify.sock"))
+        notify.settimeout(0.5)
+        running = daemon(
+            env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "1000000"}
+        )
+        heard: list[str] = []
+
+        def hear(field: str, timeout: float) -> None:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if any(field in message for message in heard):
+                    return
+                try:
+                    heard.append(notify.recv(4096).decode())
+                except TimeoutError:
+                    continue
+            raise AssertionError(f"no {field} within {timeout}s; heard {heard}")
+
+        hear("READY=1", 15)
+        hear("STATUS=last cycle: 2 in sync, 0 failed", 30)
+        hear("WATCHDOG=1", 5)
+        running.signal(signal.SIGTERM)
+        hear("STOPPING=1", 10)
+        assert running.process.wait(10) == 0
