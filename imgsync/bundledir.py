@@ -1,12 +1,15 @@
 """A folder of bundles and markers: the source's export dir, or a peer's inbox.
 
 Per reference: one marker ``<stem>.marker.json`` naming the current bundle
-``<stem>.<version12>.tar``. Both the source and the peer lay their folder out the
-same way, so the names the source uploads are the names the peer reads.
+``<stem>.<version12>.tar``, and up to ``keep - 1`` older bundles of the same reference
+(retention: :meth:`BundleDir.prune`). Both the source and the peer lay their folder out
+the same way, so the names the source uploads are the names the peer reads.
 """
 
 from __future__ import annotations
 
+import re
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,6 +53,19 @@ class BundleDir:
         except OSError as err:
             raise StorageError(f"cannot list {self.path}: {err.strerror}") from None
 
+    def marker_signatures(self) -> dict[str, tuple[int, int, int]]:
+        """Cheap change detection: ``(inode, mtime_ns, size)`` of every marker, by name."""
+        signatures = {}
+        for path in self.marker_paths():
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            except OSError as err:
+                raise StorageError(f"cannot read {path}: {err.strerror}") from None
+            signatures[path.name] = (st.st_ino, st.st_mtime_ns, st.st_size)
+        return signatures
+
     def load_marker(self, path: Path) -> Marker:
         raw = self._read(path, limit=marker.MAX_BYTES + 1)
         if raw is None:
@@ -64,25 +80,59 @@ class BundleDir:
         fsutil.remove(self.marker_path(current.reference))
         fsutil.remove(self.bundle_path(current))
 
-    def remove_orphans(self, keep: set[str]) -> list[str]:
-        """Remove ``.tar`` bundles that no marker names (older versions); return them."""
-        removed = []
-        for path in self.path.glob("*.tar"):
-            if path.name not in keep:
-                fsutil.remove(path)
-                removed.append(path.name)
-        return removed
+    def bundle_paths(self, reference: str) -> list[Path]:
+        """Every bundle of ``reference`` in the folder, current or older."""
+        pattern = re.compile(re.escape(file_stem(reference)) + r"\.[0-9a-f]{12}\.tar")
+        try:
+            return sorted(p for p in self.path.iterdir() if pattern.fullmatch(p.name))
+        except OSError as err:
+            raise StorageError(f"cannot list {self.path}: {err.strerror}") from None
+
+    def prune(self, reference: str, current_bundle: str, keep: int) -> list[str]:
+        """Keep at most ``keep`` bundles of ``reference``: ``current_bundle`` (the one its
+        marker names) and the newest others by mtime; remove the rest, oldest first.
+        Return the names removed."""
+        older = []
+        for path in self.bundle_paths(reference):
+            if path.name == current_bundle:
+                continue
+            try:
+                older.append((path.stat().st_mtime_ns, path))
+            except FileNotFoundError:
+                continue
+            except OSError as err:
+                raise StorageError(f"cannot read {path}: {err.strerror}") from None
+        older.sort(key=lambda entry: (entry[0], entry[1].name))
+        surplus = older[: max(0, len(older) - (keep - 1))]
+        for _mtime, path in surplus:
+            fsutil.remove(path)
+        return [path.name for _mtime, path in surplus]
+
+    def free_bytes(self) -> int:
+        """Bytes free for an unprivileged writer on the folder's file system."""
+        try:
+            return shutil.disk_usage(self.path).free
+        except OSError as err:
+            raise StorageError(
+                f"cannot read the free space of {self.path}: {err.strerror}"
+            ) from None
 
     def clean_temp(self, older_than: float = 0.0) -> list[str]:
         """Remove temp files of crashed runs, older than ``older_than`` seconds."""
         now, removed = time.time(), []
-        for path in self.path.glob(fsutil.TEMP_PREFIX + "*"):
+        try:
+            temps = list(self.path.glob(fsutil.TEMP_PREFIX + "*"))
+        except OSError as err:
+            raise StorageError(f"cannot list {self.path}: {err.strerror}") from None
+        for path in temps:
             try:
                 if now - path.stat().st_mtime >= older_than:
                     fsutil.remove(path)
                     removed.append(path.name)
             except FileNotFoundError:
                 continue
+            except OSError as err:
+                raise StorageError(f"cannot read {path}: {err.strerror}") from None
         return removed
 
     @staticmethod

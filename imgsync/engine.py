@@ -84,6 +84,30 @@ class Engine:
         repository, _, tag = reference.rpartition(":")
         self._call(f"tag {reference}", self._client.api.tag, image_id, repository, tag, force=True)
 
+    def remove_image(self, image_id: str) -> bool:
+        """Remove an image by ID, never forced. True: it is gone. False: Docker keeps it
+        because a container uses it, or a tag still points at it (removing it by ID would
+        silently drop that tag, so it is not asked to)."""
+        try:
+            data = self._call(f"inspect {image_id}", self._client.api.inspect_image, image_id)
+        except ImageNotFound:
+            return True
+        if data.get("RepoTags"):
+            return False
+        try:
+            self._client.api.remove_image(image_id, force=False, noprune=False)
+        except docker.errors.NotFound:
+            return True
+        except docker.errors.APIError as err:
+            if err.status_code == 409:  # conflict: in use by a container, or referenced
+                return False
+            raise EngineError(
+                f"docker rmi {image_id[:19]} on {self.name} failed: {_explain(err)}"
+            ) from None
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as err:
+            raise EngineError(f"cannot reach Docker at {self.name} (rmi): {err}") from None
+        return True
+
     def version(self) -> dict[str, Any]:
         return dict(self._call("version", self._client.api.version))
 

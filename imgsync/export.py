@@ -1,8 +1,10 @@
 """Export on the source: ``docker save`` each image that changed into the export dir.
 
-Streamed into a temp file in the export dir while hashing, fsynced, renamed, checked,
-and only then announced by its marker, written last. The bundle a marker named before is
-removed once the new marker is in place.
+Checked first against the export dir's free space (the image's size plus a margin), then
+streamed into a temp file in the export dir while hashing, fsynced, renamed, checked, and
+only then announced by its marker, written last. Whatever goes wrong before the marker is
+written, the previous export and its marker stay in place. Once the new marker is in
+place, the reference's bundles beyond ``keep`` are removed, oldest first.
 """
 
 from __future__ import annotations
@@ -13,14 +15,17 @@ import hashlib
 from imgsync import bundle, fsutil, log
 from imgsync.bundledir import BundleDir, bundle_name
 from imgsync.engine import Engine
-from imgsync.errors import MarkerError, VerificationError
+from imgsync.errors import MarkerError, StorageError, VerificationError
 from imgsync.model import Marker
-from imgsync.plan import needs_export
+from imgsync.plan import needs_export, no_room, with_margin
 from imgsync.reference import familiar
 
 
-def export_image(engine: Engine, bundles: BundleDir, reference: str) -> tuple[Marker, bool]:
-    """Make sure the export dir holds the current version of ``reference``.
+def export_image(
+    engine: Engine, bundles: BundleDir, reference: str, keep: int = 1
+) -> tuple[Marker, bool]:
+    """Make sure the export dir holds the current version of ``reference``, and at most
+    ``keep`` of its bundles.
 
     Return its marker and whether a new export was written.
     """
@@ -33,17 +38,28 @@ def export_image(engine: Engine, bundles: BundleDir, reference: str) -> tuple[Ma
         current = None
     intact = current is not None and _size_of(bundles, current) == current.size
     if current is not None and not needs_export(info.id, current, intact):
+        _prune(bundles, current, keep)
         return current, False
 
+    full = no_room(
+        "export dir", str(bundles.path), reference, with_margin(info.size), bundles.free_bytes()
+    )
+    if full is not None:
+        raise StorageError(full)
     name = bundle_name(reference, info.id)
     path = bundles.path / name
     digest, size = hashlib.sha256(), 0
-    logger.info("exporting", version=info.id)
-    with fsutil.atomic_writer(path) as handle:
-        for chunk in engine.save(reference):
-            handle.write(chunk)
-            digest.update(chunk)
-            size += len(chunk)
+    logger.info("exporting", version=info.id, image_size=info.size)
+    try:
+        with fsutil.atomic_writer(path) as handle:
+            for chunk in engine.save(reference):
+                handle.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+    except StorageError as err:
+        raise StorageError(
+            f"cannot export {reference} ({err}); what was exported before stays"
+        ) from None
     saved = bundle.describe(path)
     if saved.config_digest != info.id or saved.repo_tags != (familiar(reference),):
         fsutil.remove(path)
@@ -62,10 +78,15 @@ def export_image(engine: Engine, bundles: BundleDir, reference: str) -> tuple[Ma
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     )
     bundles.write_marker(marker)
-    if current is not None and current.bundle != name:
-        fsutil.remove(bundles.bundle_path(current))
     logger.info("exported", version=info.id, bytes=size)
+    _prune(bundles, marker, keep)
     return marker, True
+
+
+def _prune(bundles: BundleDir, current: Marker, keep: int) -> None:
+    removed = bundles.prune(current.reference, current.bundle, keep)
+    if removed:
+        log.get().info("old bundles removed", image=current.reference, keep=keep, removed=removed)
 
 
 def _size_of(bundles: BundleDir, marker: Marker) -> int | None:

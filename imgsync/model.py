@@ -55,9 +55,11 @@ class PeerImage:
 
 @dataclass(frozen=True)
 class Inventory:
-    """What a peer reports it has, per reference the source asked about."""
+    """What a peer reports it has, per reference the source asked about, and the bytes
+    free in its inbox (``None``: the peer did not say)."""
 
     images: dict[str, PeerImage]
+    inbox_free: int | None = None
 
 
 @dataclass

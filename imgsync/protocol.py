@@ -3,6 +3,8 @@
 The source runs the peer's ``apply_command`` with ``--inventory`` (what do you have?)
 and plain (apply what landed), both with ``--json``. This module writes and reads those
 documents; a peer's answer is checked field by field before the source believes it.
+The inventory also carries ``inbox_free``, the bytes free in the peer's inbox (``null``
+from a peer that does not say), so the source sends nothing that cannot fit.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ def dump_inventory(inventory: Inventory) -> str:
         ref: {"running": item.running, "inbox": item.inbox}
         for ref, item in inventory.images.items()
     }
-    return json.dumps({"format": FORMAT, "images": images})
+    return json.dumps({"format": FORMAT, "images": images, "inbox_free": inventory.inbox_free})
 
 
 def load_inventory(raw: bytes) -> Inventory:
@@ -39,7 +41,10 @@ def load_inventory(raw: bytes) -> Inventory:
         parsed[str(ref)] = PeerImage(
             running=_version(item.get("running")), inbox=_version(item.get("inbox"))
         )
-    return Inventory(parsed)
+    free = data.get("inbox_free")
+    if free is not None and (type(free) is not int or free < 0):
+        raise ProtocolError(f"inventory has inbox_free {free!r}, not a byte count")
+    return Inventory(parsed, inbox_free=free)
 
 
 def dump_apply(outcomes: list[ApplyOutcome]) -> str:

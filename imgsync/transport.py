@@ -252,6 +252,8 @@ class SshSession:
 
     def _error(self, what: str, path: str, err: BaseException) -> TransportError:
         reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
+        if reason == "Failure":  # SFTP's generic status: OpenSSH sends it for ENOSPC/EDQUOT
+            reason = "the peer refused the write (SFTP 'Failure': disk full or quota?)"
         return TransportError(f"peer {self.peer.name}: {what} {path} failed: {reason}")
 
 

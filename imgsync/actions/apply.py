@@ -7,15 +7,22 @@ config digest, layers), ``docker load`` it, and check the engine now runs the ma
 version; if not, put the previous image back under the reference. A bundle that fails a
 check is removed with its marker, so the next sync sends it again.
 
-``apply --inventory`` only reports what the engine runs and what waits in the inbox.
+Afterwards the inbox keeps at most ``[receiver] keep`` bundles per reference, and with
+``[receiver] prune`` the image a load replaced is removed (never forced: Docker keeps it
+while a container uses it or a tag points at it). Temp files of uploads that died more
+than an hour ago are removed; a younger one may be an upload in flight.
+
+``apply --inventory`` only reports what the engine runs, what waits in the inbox, and the
+inbox's free bytes. ``apply --watch`` applies each marker that is new or changed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import structlog
@@ -24,17 +31,27 @@ from imgsync import bundle, fsutil, log
 from imgsync.bundledir import BundleDir, marker_name
 from imgsync.config import ReceiverConfig
 from imgsync.engine import Engine
-from imgsync.errors import ImgsyncError, MarkerError, StorageError, VerificationError
+from imgsync.errors import (
+    EngineError,
+    ImgsyncError,
+    MarkerError,
+    StorageError,
+    VerificationError,
+)
 from imgsync.lock import cycle_lock
 from imgsync.model import Action, ApplyOutcome, Inventory, Marker, PeerImage
-from imgsync.reference import file_stem
+
+TEMP_MAX_AGE = 3600.0  # an inbox temp file younger than this may be an upload in flight
+WATCH_RETRY = 60.0  # --watch: a marker whose apply failed is tried again after this long
+WATCH_ERROR_WAIT = 5.0  # --watch: at least this long between polls after an error
 
 
 def inventory(receiver: ReceiverConfig, images: list[str]) -> Inventory:
     inbox = _inbox(receiver)
     with _engine(receiver) as engine:
         return Inventory(
-            {image: PeerImage(engine.image_id(image), _waiting(inbox, image)) for image in images}
+            {image: PeerImage(engine.image_id(image), _waiting(inbox, image)) for image in images},
+            inbox_free=inbox.free_bytes(),
         )
 
 
@@ -55,16 +72,39 @@ def _waiting(inbox: BundleDir, image: str) -> str | None:
 
 def run(receiver: ReceiverConfig, images: list[str]) -> list[ApplyOutcome]:
     """Apply every marker in the inbox (or only those of ``images``)."""
-    inbox = _inbox(receiver)
+    return _run(receiver, _inbox(receiver), images)
+
+
+def _run(
+    receiver: ReceiverConfig,
+    inbox: BundleDir,
+    images: list[str],
+    only: Collection[str] | None = None,
+    stop: threading.Event | None = None,
+) -> list[ApplyOutcome]:
+    """Under the inbox lock: apply the markers of ``images`` (all when empty), limited to
+    the marker names in ``only`` when given; stop between markers when ``stop`` is set."""
     with cycle_lock(inbox.path / ".imgsync-apply.lock"), _engine(receiver) as engine:
+        stale = inbox.clean_temp(older_than=TEMP_MAX_AGE)
+        if stale:
+            log.get().info("stale temp files removed", inbox=str(inbox.path), removed=stale)
         if images:
             paths = [inbox.marker_path(image) for image in images]
         else:
             paths = list(inbox.marker_paths())
-        return [_apply_one(engine, inbox, path, images) for path in paths]
+        if only is not None:
+            paths = [path for path in paths if path.name in only]
+        outcomes = []
+        for path in paths:
+            if stop is not None and stop.is_set():
+                break
+            outcomes.append(_apply_one(engine, inbox, path, images, receiver))
+        return outcomes
 
 
-def _apply_one(engine: Engine, inbox: BundleDir, path: Path, wanted: list[str]) -> ApplyOutcome:
+def _apply_one(
+    engine: Engine, inbox: BundleDir, path: Path, wanted: list[str], receiver: ReceiverConfig
+) -> ApplyOutcome:
     started = time.monotonic()
     image = next((i for i in wanted if marker_name(i) == path.name), path.name)
     try:
@@ -77,8 +117,10 @@ def _apply_one(engine: Engine, inbox: BundleDir, path: Path, wanted: list[str]) 
             raise
         image = current.reference
         structlog.contextvars.bind_contextvars(image=image)
-        action = _apply_marker(engine, inbox, current)
-        _drop_older_bundles(inbox, current)
+        action, replaced = _apply_marker(engine, inbox, current)
+        if replaced is not None and receiver.prune:
+            _remove_replaced(engine, replaced)
+        _prune_inbox(inbox, current, receiver.keep)
         return ApplyOutcome(image, current.version, action, time.monotonic() - started)
     except ImgsyncError as err:
         log.get().error("apply failed", image=image, error=str(err))
@@ -87,10 +129,12 @@ def _apply_one(engine: Engine, inbox: BundleDir, path: Path, wanted: list[str]) 
         structlog.contextvars.unbind_contextvars("image")
 
 
-def _apply_marker(engine: Engine, inbox: BundleDir, current: Marker) -> Action:
+def _apply_marker(engine: Engine, inbox: BundleDir, current: Marker) -> tuple[Action, str | None]:
+    """Load ``current`` unless the engine runs it; return the action and the ID of the image
+    the load replaced under the reference (``None``: nothing was replaced)."""
     before = engine.image_id(current.reference)
     if before == current.version:
-        return Action.UNCHANGED
+        return Action.UNCHANGED, None
     tarball = inbox.bundle_path(current)
     try:
         bundle.verify(tarball, current)
@@ -112,19 +156,92 @@ def _apply_marker(engine: Engine, inbox: BundleDir, current: Marker) -> Action:
             f"{current.version}; the previous image was kept"
         )
     log.get().info("loaded", version=current.version)
-    return Action.LOADED
+    return Action.LOADED, before
+
+
+def _remove_replaced(engine: Engine, image_id: str) -> None:
+    """``[receiver] prune``: remove the image a load replaced; a refusal is not a failure."""
+    try:
+        removed = engine.remove_image(image_id)
+    except EngineError as err:
+        log.get().warning("replaced image not removed", replaced=image_id, error=str(err))
+        return
+    if removed:
+        log.get().info("replaced image removed", replaced=image_id)
+    else:
+        log.get().info(
+            "replaced image kept: a container uses it or a tag points at it", replaced=image_id
+        )
+
+
+def _prune_inbox(inbox: BundleDir, current: Marker, keep: int) -> None:
+    """Retention: at most ``keep`` bundles of this reference, the current one among them."""
+    try:
+        removed = inbox.prune(current.reference, current.bundle, keep)
+    except StorageError as err:
+        log.get().warning("old bundles not removed", error=str(err))
+        return
+    if removed:
+        log.get().info("old bundles removed", keep=keep, removed=removed)
 
 
 def watch(receiver: ReceiverConfig, images: list[str], poll: float, stop: threading.Event) -> None:
-    """Apply new markers as they land in the inbox, until ``stop`` is set."""
-    raise NotImplementedError("apply --watch: being written")
+    """Apply new markers as they land in the inbox, until ``stop`` is set.
+
+    Every ``poll`` seconds, compare each marker's (inode, mtime, size) with what was seen;
+    apply the new and changed ones (all of them at the start) the way ``apply`` does.
+    Errors are logged and the loop goes on; a marker that failed is tried again after
+    :data:`WATCH_RETRY` seconds, or as soon as it changes.
+    """
+    logger = log.get()
+    seen: dict[str, tuple[int, int, int]] = {}
+    retry_at: dict[str, float] = {}
+    logger.info("watching the inbox", inbox=receiver.inbox, poll=poll)
+    while not stop.is_set():
+        wait = poll
+        try:
+            _watch_once(receiver, images, seen, retry_at, stop)
+        except ImgsyncError as err:
+            logger.error("watch: cannot apply", error=str(err))
+            wait = max(poll, WATCH_ERROR_WAIT)
+        stop.wait(wait)
+    logger.info("watch stopped")
 
 
-def _drop_older_bundles(inbox: BundleDir, current: Marker) -> None:
-    """Keep one version per reference: remove this reference's superseded bundles."""
-    for old in inbox.path.glob(file_stem(current.reference) + ".*.tar"):
-        if old.name != current.bundle:
-            fsutil.remove(old)
+def _watch_once(
+    receiver: ReceiverConfig,
+    images: list[str],
+    seen: dict[str, tuple[int, int, int]],
+    retry_at: dict[str, float],
+    stop: threading.Event,
+) -> None:
+    inbox = _inbox(receiver)
+    present = inbox.marker_signatures()
+    if images:
+        wanted = {marker_name(image) for image in images}
+        present = {name: sig for name, sig in present.items() if name in wanted}
+    for name in set(seen) - set(present):
+        del seen[name]
+        retry_at.pop(name, None)
+    now = time.monotonic()
+    due = {
+        name
+        for name, signature in present.items()
+        if seen.get(name) != signature or now >= retry_at.get(name, math.inf)
+    }
+    if not due:
+        return
+    outcomes = _run(receiver, inbox, images, only=due, stop=stop)
+    for name in due:
+        seen[name] = present[name]
+        retry_at.pop(name, None)
+    for outcome in outcomes:
+        if outcome.action is Action.FAILED:
+            retry_at[marker_name(outcome.image)] = time.monotonic() + WATCH_RETRY
+        else:
+            log.get().info(
+                "applied", image=outcome.image, action=str(outcome.action), version=outcome.version
+            )
 
 
 def _inbox(receiver: ReceiverConfig) -> BundleDir:

@@ -107,7 +107,7 @@ def _export_all(
             if stop.is_set():
                 raise Cancelled("stopped before exporting " + image)
             try:
-                exported, fresh = export_image(engine, bundles, image)
+                exported, fresh = export_image(engine, bundles, image, source.keep)
             except ImgsyncError as err:
                 log.get().error("export failed", image=image, error=str(err))
                 errors[image] = f"source: {err}"
@@ -136,11 +136,12 @@ def _sync_peer(
     }
     try:
         if markers:
-            results.update(_sync_session(peer, markers, Path(source.export_dir), stop))
+            _sync_session(peer, markers, Path(source.export_dir), stop, results)
     except ImgsyncError as err:
         logger.error("peer failed", error=str(err))
         for image, exported in markers.items():
-            if image not in results or results[image].action is not Action.FAILED:
+            done = results.get(image)
+            if done is None or (done.action is Action.FAILED and done.error is None):
                 results[image] = Result(
                     peer.name, image, exported.version, Action.FAILED, error=str(err)
                 )
@@ -150,15 +151,30 @@ def _sync_peer(
 
 
 def _sync_session(
-    peer: cfg.PeerSettings, markers: dict[str, Marker], export_dir: Path, stop: threading.Event
-) -> dict[str, Result]:
-    results: dict[str, Result] = {}
+    peer: cfg.PeerSettings,
+    markers: dict[str, Marker],
+    export_dir: Path,
+    stop: threading.Event,
+    results: dict[str, Result],
+) -> None:
+    """Fill ``results`` as the session goes, so what finished before a failure stays
+    reported as it is (a result still FAILED without an error is one in flight)."""
     with SshSession(peer, stop) as ssh:
         ssh.remove_temp_files(peer.inbox)  # this host's lock is held: they are leftovers
         inventory = _ask(ssh, peer, ["--inventory", *_image_args(markers)], protocol.load_inventory)
-        plan = plan_peer(markers, inventory)
+        plan = plan_peer(markers, inventory, peer.inbox)
         to_apply: list[PlanItem] = []
         for item in plan:
+            if item.step is Step.NO_ROOM:  # nothing is sent: the peer keeps what it runs
+                log.get().error("not sent", image=item.image, reason=item.reason)
+                results[item.image] = Result(
+                    peer.name,
+                    item.image,
+                    item.marker.version,
+                    Action.FAILED,
+                    error=f"peer {peer.name}: {item.reason}",
+                )
+                continue
             if item.step is Step.SKIP:
                 results[item.image] = Result(
                     peer.name, item.image, item.marker.version, Action.UNCHANGED
@@ -180,7 +196,6 @@ def _sync_session(
             to_apply.append(item)
         if to_apply:
             _apply(ssh, peer, to_apply, results)
-    return results
 
 
 def _send(ssh: SshSession, peer: cfg.PeerSettings, exported: Marker, export_dir: Path) -> int:

@@ -44,3 +44,55 @@ def test_a_stale_inbox_bundle_does_not_count() -> None:
     inventory = Inventory({"a:1": PeerImage(running=None, inbox=V1)})
     (item,) = plan_peer(markers, inventory)
     assert item.step is Step.SEND and "does not have it" in item.reason
+
+
+MIB = 1024 * 1024
+
+
+def sized(image: str, version: str, size: int) -> Marker:
+    return Marker(image, version, (), f"{image[:3]}.tar", size, "0" * 64, "now")
+
+
+def test_a_bundle_that_fits_in_the_inbox_is_sent() -> None:
+    markers = {"a:1": sized("a:1", V2, 100 * MIB)}
+    need = 100 * MIB + 10 * MIB + 16 * MIB  # size + 10% + 16 MiB
+    inventory = Inventory({"a:1": PeerImage(V1, None)}, inbox_free=need)
+    (item,) = plan_peer(markers, inventory, "/in")
+    assert item.step is Step.SEND
+
+
+def test_a_bundle_that_does_not_fit_is_not_sent_and_says_why() -> None:
+    markers = {"a:1": sized("a:1", V2, 100 * MIB)}
+    need = 100 * MIB + 10 * MIB + 16 * MIB
+    inventory = Inventory({"a:1": PeerImage(V1, None)}, inbox_free=need - 1)
+    (item,) = plan_peer(markers, inventory, "/in")
+    assert item.step is Step.NO_ROOM
+    assert item.reason == (
+        f"not enough space in inbox /in for a:1: need {need} bytes, {need - 1} free"
+    )
+
+
+def test_the_inbox_space_is_counted_over_every_bundle_sent_in_the_cycle() -> None:
+    markers = {
+        "a:1": sized("a:1", V2, 50 * MIB),  # fits
+        "b:1": sized("b:1", V2, 50 * MIB),  # would fit alone, not after a:1
+        "c:1": sized("c:1", V2, 1 * MIB),  # fits in what is left
+        "d:1": sized("d:1", V2, 900 * MIB),  # skipped: the peer runs it, needs no room
+    }
+    inventory = Inventory(
+        {name: PeerImage(V2 if name == "d:1" else None, None) for name in markers},
+        inbox_free=120 * MIB,
+    )
+    items = {item.image: item for item in plan_peer(markers, inventory, "/in")}
+    steps = {image: item.step for image, item in items.items()}
+    assert steps == {"a:1": Step.SEND, "b:1": Step.NO_ROOM, "c:1": Step.SEND, "d:1": Step.SKIP}
+    a_need = 50 * MIB + 5 * MIB + 16 * MIB
+    assert f"{120 * MIB - a_need} free" in items["b:1"].reason
+    assert f"after {a_need} bytes for other images" in items["b:1"].reason
+
+
+def test_an_inbox_already_holding_the_bundle_needs_no_room() -> None:
+    markers = {"a:1": sized("a:1", V2, 100 * MIB)}
+    inventory = Inventory({"a:1": PeerImage(V1, V2)}, inbox_free=0)
+    (item,) = plan_peer(markers, inventory, "/in")
+    assert item.step is Step.APPLY

@@ -35,3 +35,21 @@ def test_apply_report_round_trip() -> None:
 def test_nonsense_from_a_peer_is_a_protocol_error(raw: bytes) -> None:
     with pytest.raises(protocol.ProtocolError):
         protocol.load_inventory(raw)
+
+
+def test_inventory_round_trip_with_the_inbox_free_space() -> None:
+    inventory = Inventory({"a:1": PeerImage(V1, None)}, inbox_free=123_456_789)
+    raw = protocol.dump_inventory(inventory)
+    assert '"inbox_free": 123456789' in raw
+    assert protocol.load_inventory(raw.encode()) == inventory
+
+
+def test_an_inventory_without_inbox_free_means_unknown() -> None:
+    inventory = protocol.load_inventory(b'{"format": 1, "images": {}}')
+    assert inventory.inbox_free is None
+
+
+@pytest.mark.parametrize("free", ['"lots"', "-1", "1.5", "true"])
+def test_an_inbox_free_that_is_not_a_byte_count_is_a_protocol_error(free: str) -> None:
+    with pytest.raises(protocol.ProtocolError, match="inbox_free"):
+        protocol.load_inventory(f'{{"format": 1, "images": {{}}, "inbox_free": {free}}}'.encode())

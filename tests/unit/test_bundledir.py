@@ -1,0 +1,61 @@
+"""Retention: what a bundle folder (export dir or inbox) keeps, and what it throws away."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from imgsync.bundledir import BundleDir, bundle_name
+
+VERSIONS = ["sha256:" + str(n) * 64 for n in range(1, 6)]
+
+
+def bundles_of(folder: Path, ref: str, count: int) -> list[str]:
+    """``count`` bundles of ``ref``, oldest first (mtimes a minute apart)."""
+    names = []
+    for age, version in zip(range(count, 0, -1), VERSIONS, strict=False):
+        path = folder / bundle_name(ref, version)
+        path.write_bytes(b"x")
+        stamp = time.time() - 60 * age
+        os.utime(path, (stamp, stamp))
+        names.append(path.name)
+    return names
+
+
+@pytest.mark.parametrize("keep", [1, 2, 3])
+def test_retention_keeps_the_current_bundle_and_the_newest_others(
+    tmp_path: Path, keep: int
+) -> None:
+    folder = BundleDir(tmp_path)
+    names = bundles_of(tmp_path, "a:1", 4)
+    other = bundles_of(tmp_path, "b:1", 2)
+    current = names[1]  # the marker may name one that is not the newest file
+
+    removed = folder.prune("a:1", current, keep)
+
+    left = sorted(p.name for p in tmp_path.iterdir())
+    newest_others = [n for n in names if n != current][::-1][: keep - 1]
+    assert left == sorted([current, *newest_others, *other])
+    assert removed == [n for n in names if n not in left]  # oldest first
+
+
+def test_retention_of_one_reference_leaves_similar_names_alone(tmp_path: Path) -> None:
+    folder = BundleDir(tmp_path)
+    (old, current) = bundles_of(tmp_path, "a:1", 2)
+    lookalike = tmp_path / (old.removesuffix(".tar") + "x.tar")
+    lookalike.write_bytes(b"x")
+    folder.prune("a:1", current, 1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([current, lookalike.name])
+
+
+def test_old_temp_files_go_and_young_ones_stay(tmp_path: Path) -> None:
+    young, old = tmp_path / ".tmp-1234abcd-a.tar", tmp_path / ".tmp-5678abcd-b.tar"
+    young.write_bytes(b"upload in flight")
+    old.write_bytes(b"left by a crashed upload")
+    stamp = time.time() - 3601
+    os.utime(old, (stamp, stamp))
+    assert BundleDir(tmp_path).clean_temp(older_than=3600) == [old.name]
+    assert young.exists() and not old.exists()
