@@ -94,8 +94,11 @@ def parse_unit(path: Path) -> Unit:
     return sections
 
 
+SNIPPETS = {"imgsync.sysusers.conf", "imgsync.tmpfiles.conf"}
+
+
 def unit_files() -> list[Path]:
-    return sorted(p for p in UNITS_DIR.iterdir() if p.is_file())
+    return sorted(p for p in UNITS_DIR.iterdir() if p.is_file() and p.name not in SNIPPETS)
 
 
 def one(unit: Unit, section: str, key: str) -> str:
@@ -270,3 +273,42 @@ def test_docs_explain_every_unit_and_hardening_directive() -> None:
     missing = [f"{key}=" for key in HARDENING if f"{key}=" not in text]
     missing += [name for name in EXPECTED_UNITS if name not in text]
     assert not missing, f"docs/systemd.md does not mention: {missing}"
+
+
+# --- sysusers.d and tmpfiles.d snippets ------------------------------------------------------
+
+
+def test_the_sysusers_and_tmpfiles_snippets_create_the_user_and_its_folders(
+    analyze: str, tmp_path: Path
+) -> None:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    sysusers = subprocess.run(
+        ["systemd-sysusers", f"--root={root}", str(UNITS_DIR / "imgsync.sysusers.conf")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert sysusers.returncode == 0, sysusers.stderr
+    passwd = (root / "etc/passwd").read_text()
+    (entry,) = [line for line in passwd.splitlines() if line.startswith("imgsync:")]
+    assert entry.endswith(":/var/lib/imgsync:/usr/sbin/nologin")
+    docker = [g for g in (root / "etc/group").read_text().splitlines() if g.startswith("docker:")]
+    assert docker and docker[0].endswith(":imgsync")
+
+    tmpfiles = subprocess.run(
+        [
+            "systemd-tmpfiles",
+            f"--root={root}",
+            "--create",
+            str(UNITS_DIR / "imgsync.tmpfiles.conf"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert tmpfiles.returncode == 0, tmpfiles.stderr
+    uid = int(entry.split(":")[2])
+    for folder in ("var/lib/imgsync", "var/lib/imgsync/export", "var/lib/imgsync/inbox"):
+        info = (root / folder).stat()
+        assert (info.st_uid, info.st_mode & 0o777) == (uid, 0o750), folder
