@@ -88,6 +88,12 @@ def _cron(value: str) -> str:
     return value
 
 
+def _credential(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", value):
+        raise ValueError(f"{value!r} is not a systemd credential name")
+    return value
+
+
 def parse_duration(value: str) -> float:
     """``"90s"``, ``"5m"``, ``"1h30m"`` → seconds."""
     match = _DURATION.fullmatch(value.strip())
@@ -129,6 +135,9 @@ class SshConfig(_Section):
     connect_timeout: Seconds = 10
     io_timeout: Seconds = 60
     apply_timeout: Seconds = 1800
+    retries: Annotated[StrictInt, Field(ge=0, le=20)] = 2
+    retry_wait: Seconds = 2
+    passphrase_credential: Annotated[StrictStr, AfterValidator(_credential)] | None = None
 
 
 class PeerConfig(_Section):
@@ -143,6 +152,10 @@ class PeerConfig(_Section):
     connect_timeout: Seconds | None = None
     io_timeout: Seconds | None = None
     apply_timeout: Seconds | None = None
+    retries: Annotated[StrictInt, Field(ge=0, le=20)] | None = None
+    retry_wait: Seconds | None = None
+    passphrase_credential: Annotated[StrictStr, AfterValidator(_credential)] | None = None
+    trust_unknown_hosts: StrictBool = False
 
 
 class ReceiverConfig(_Section):
@@ -205,27 +218,26 @@ class PeerSettings(BaseModel):
     connect_timeout: float
     io_timeout: float
     apply_timeout: float
+    retries: int
+    retry_wait: float
+    passphrase_credential: str | None
+    trust_unknown_hosts: bool
 
 
 def peer_settings(config: Config, peer: PeerConfig) -> PeerSettings:
-    ssh = config.ssh
-
-    def pick(name: str) -> Any:
-        own = getattr(peer, name)
-        return own if own is not None else getattr(ssh, name)
-
+    """The peer's own keys, each falling back to the same key in ``[ssh]``."""
+    inherited = {
+        name: getattr(peer, name) if getattr(peer, name) is not None else getattr(config.ssh, name)
+        for name in SshConfig.model_fields
+    }
     return PeerSettings(
         name=peer.name,
         host=peer.host,
         port=peer.port,
         inbox=peer.inbox,
         apply_argv=tuple(shlex.split(peer.apply_command)),
-        user=pick("user"),
-        identity_file=pick("identity_file"),
-        known_hosts=pick("known_hosts"),
-        connect_timeout=float(pick("connect_timeout")),
-        io_timeout=float(pick("io_timeout")),
-        apply_timeout=float(pick("apply_timeout")),
+        trust_unknown_hosts=peer.trust_unknown_hosts,
+        **inherited,
     )
 
 
