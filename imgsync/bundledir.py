@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from imgsync import fsutil, marker
+from imgsync.bundle import hash_file
 from imgsync.errors import StorageError
 from imgsync.model import Marker
 from imgsync.reference import file_stem
@@ -117,11 +118,12 @@ class BundleDir:
                 f"cannot read the free space of {self.path}: {err.strerror}"
             ) from None
 
-    def clean_temp(self, older_than: float = 0.0) -> list[str]:
-        """Remove temp files of crashed runs, older than ``older_than`` seconds."""
+    def clean_temp(self, older_than: float = 0.0, prefix: str = fsutil.TEMP_PREFIX) -> list[str]:
+        """Remove temp files (or, by ``prefix``, partial uploads) older than ``older_than``
+        seconds: what crashed or abandoned runs left."""
         now, removed = time.time(), []
         try:
-            temps = list(self.path.glob(fsutil.TEMP_PREFIX + "*"))
+            temps = list(self.path.glob(prefix + "*"))
         except OSError as err:
             raise StorageError(f"cannot list {self.path}: {err.strerror}") from None
         for path in temps:
@@ -134,6 +136,17 @@ class BundleDir:
             except OSError as err:
                 raise StorageError(f"cannot read {path}: {err.strerror}") from None
         return removed
+
+    def partials(self) -> dict[str, tuple[int, str]]:
+        """Each partial upload's final name, with its size and the sha256 of what is there."""
+        found = {}
+        for path in sorted(self.path.glob(fsutil.PARTIAL_PREFIX + "*")):
+            try:
+                sha256, size = hash_file(path)
+            except StorageError:
+                continue  # it went away (completed or cleaned) while we looked
+            found[path.name.removeprefix(fsutil.PARTIAL_PREFIX)] = (size, sha256)
+        return found
 
     @staticmethod
     def _read(path: Path, limit: int = marker.MAX_BYTES + 1) -> bytes | None:

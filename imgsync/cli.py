@@ -6,7 +6,9 @@ exit code; actions raise, they do not print errors.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +18,8 @@ from imgsync import __version__, log, output, protocol
 from imgsync import config as cfg
 from imgsync.actions import apply as apply_action
 from imgsync.actions import daemon as daemon_action
+from imgsync.actions import receive as receive_action
+from imgsync.actions import serve as serve_action
 from imgsync.actions import sync as sync_action
 from imgsync.errors import ExitCode, ImgsyncError
 from imgsync.reference import InvalidReference, normalize
@@ -82,15 +86,15 @@ def sync(
 @click.option(
     "--image", "images", multiple=True, metavar="REF", help="Only this image's marker (repeatable)."
 )
-@click.option(
-    "--inventory",
-    is_flag=True,
-    help="Only report what the engine runs and what waits in the inbox.",
-)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (what the source reads).")
 @click.option(
-    "--watch", is_flag=True, help="Keep running: apply new markers as they land in the inbox."
+    "--inventory", is_flag=True, help="Only report what the engine runs and the inbox holds."
 )
+@click.option("--clean-temp", is_flag=True, help="With --inventory: drop leftover temp files.")
+@click.option("--receive", metavar="NAME", help="Take one file on stdin into the inbox as NAME.")
+@click.option("--size", type=click.IntRange(0), help="With --receive: the file's size in bytes.")
+@click.option("--offset", type=click.IntRange(0), default=0, help="With --receive: resume here.")
+@click.option("--watch", is_flag=True, help="Keep running: apply new markers as they land.")
 @click.option(
     "--poll",
     default=2.0,
@@ -101,20 +105,35 @@ def sync(
 )
 @click.pass_obj
 def apply(
-    obj: _Context, images: tuple[str, ...], inventory: bool, as_json: bool, watch: bool, poll: float
+    obj: _Context,
+    images: tuple[str, ...],
+    as_json: bool,
+    inventory: bool,
+    clean_temp: bool,
+    receive: str | None,
+    size: int | None,
+    offset: int,
+    watch: bool,
+    poll: float,
 ) -> int:
     """On a peer: load what landed in the inbox, verified, when it is new."""
-    config = obj.load()
-    receiver = cfg.require_receiver(config, obj.config_path)
+    receiver = cfg.require_receiver(obj.load(), obj.config_path)
     try:
         wanted = [normalize(image) for image in images]
     except InvalidReference as err:
         raise click.BadParameter(str(err), param_hint="--image") from None
+    if receive is not None:
+        if size is None:
+            raise click.UsageError("--receive needs --size")
+        received = receive_action.receive(receiver, receive, size, offset, sys.stdin.buffer)
+        click.echo(json.dumps({"format": protocol.FORMAT, "received": received}))
+        return ExitCode.OK
     if watch:
         apply_action.watch(receiver, wanted, poll, stop=install_stop_handlers())
         return ExitCode.OK
     if inventory:
-        click.echo(protocol.dump_inventory(apply_action.inventory(receiver, wanted)))
+        found = apply_action.inventory(receiver, wanted, clean=clean_temp)
+        click.echo(protocol.dump_inventory(found))
         return ExitCode.OK
     outcomes = apply_action.run(receiver, wanted)
     if as_json:
@@ -124,6 +143,15 @@ def apply(
             click.echo(line)
     ok = all(o.error is None for o in outcomes)
     return ExitCode.OK if ok else ExitCode.FAILED
+
+
+@cli.command()
+@click.pass_context
+def serve(ctx: click.Context) -> int:
+    """The forced command for the source's key on a peer: only what a sync needs."""
+    args = serve_action.apply_args(os.environ.get("SSH_ORIGINAL_COMMAND"))
+    result = apply.main(args=args, prog_name="imgsync apply", standalone_mode=False, obj=ctx.obj)
+    return int(result) if isinstance(result, int) else ExitCode.OK
 
 
 @cli.command()

@@ -10,6 +10,7 @@ own) are translated at the adapter boundary (``engine``, ``transport``, ``state`
     ImgsyncError                 base; ``str(err)`` is one line for a human
     ├── ConfigError              the config file is missing, not TOML, or breaks the schema
     ├── LockedError              another cycle holds this host's lock (``--no-wait``)
+    ├── Refused                  ``serve`` refused a request (actions/serve.py)
     ├── StateError               the state DB is unreadable or has an unknown format
     ├── EngineError              the Docker engine refused or failed a request
     │   └── ImageNotFound        a reference is not present in that engine
@@ -37,6 +38,7 @@ class ExitCode(IntEnum):
     FAILED = 1  # a peer x image failed; details in the results
     CONFIG = 2  # config or usage error: nothing ran
     LOCKED = 3  # another cycle runs and --no-wait was given
+    REFUSED = 4  # serve: the request is not one imgsync's sync makes
     INTERRUPTED = 130
 
 

@@ -16,6 +16,7 @@ from typing import BinaryIO
 from imgsync.errors import StorageError
 
 TEMP_PREFIX = ".tmp-"
+PARTIAL_PREFIX = ".part-"  # an upload being received: kept when it breaks, to resume
 
 
 def temp_name(final_name: str) -> str:

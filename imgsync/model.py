@@ -60,6 +60,7 @@ class Inventory:
 
     images: dict[str, PeerImage]
     inbox_free: int | None = None
+    partials: dict[str, tuple[int, str]] = field(default_factory=dict)  # name: (size, sha256)
 
 
 @dataclass

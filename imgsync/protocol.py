@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from imgsync.model import VERSION_RE, Action, ApplyOutcome, Inventory, PeerImage
+from imgsync.model import SHA256_HEX_RE, VERSION_RE, Action, ApplyOutcome, Inventory, PeerImage
 
 FORMAT = 1
 
@@ -26,7 +26,17 @@ def dump_inventory(inventory: Inventory) -> str:
         ref: {"running": item.running, "inbox": item.inbox}
         for ref, item in inventory.images.items()
     }
-    return json.dumps({"format": FORMAT, "images": images, "inbox_free": inventory.inbox_free})
+    partials = {
+        name: {"size": size, "sha256": sha} for name, (size, sha) in inventory.partials.items()
+    }
+    return json.dumps(
+        {
+            "format": FORMAT,
+            "images": images,
+            "inbox_free": inventory.inbox_free,
+            "partials": partials,
+        }
+    )
 
 
 def load_inventory(raw: bytes) -> Inventory:
@@ -44,7 +54,23 @@ def load_inventory(raw: bytes) -> Inventory:
     free = data.get("inbox_free")
     if free is not None and (type(free) is not int or free < 0):
         raise ProtocolError(f"inventory has inbox_free {free!r}, not a byte count")
-    return Inventory(parsed, inbox_free=free)
+    return Inventory(parsed, inbox_free=free, partials=_partials(data.get("partials") or {}))
+
+
+def _partials(data: Any) -> dict[str, tuple[int, str]]:
+    """Partial uploads a peer holds: name → (size, sha256). Checked like the rest."""
+    if not isinstance(data, dict):
+        raise ProtocolError("inventory 'partials' is not an object")
+    found = {}
+    for name, item in data.items():
+        size = item.get("size") if isinstance(item, dict) else None
+        sha = item.get("sha256") if isinstance(item, dict) else None
+        if type(size) is not int or size < 0 or not isinstance(sha, str):
+            raise ProtocolError(f"inventory partial {name!r} is malformed")
+        if not SHA256_HEX_RE.fullmatch(sha):
+            raise ProtocolError(f"inventory partial {name!r} has no sha256")
+        found[str(name)] = (size, sha)
+    return found
 
 
 def dump_apply(outcomes: list[ApplyOutcome]) -> str:

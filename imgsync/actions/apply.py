@@ -42,16 +42,24 @@ from imgsync.lock import cycle_lock
 from imgsync.model import Action, ApplyOutcome, Inventory, Marker, PeerImage
 
 TEMP_MAX_AGE = 3600.0  # an inbox temp file younger than this may be an upload in flight
+PARTIAL_MAX_AGE = 86400.0  # a partial upload untouched this long will not be resumed
 WATCH_RETRY = 60.0  # --watch: a marker whose apply failed is tried again after this long
 WATCH_ERROR_WAIT = 5.0  # --watch: at least this long between polls after an error
 
 
-def inventory(receiver: ReceiverConfig, images: list[str]) -> Inventory:
+def inventory(receiver: ReceiverConfig, images: list[str], clean: bool = False) -> Inventory:
+    """What the engine runs under ``images``, what complete bundles and partial uploads
+    wait in the inbox, and its free bytes. ``clean``: the source holds its cycle lock, so
+    temp files are leftovers; remove them first (and partial uploads a day old)."""
     inbox = _inbox(receiver)
+    if clean:
+        inbox.clean_temp()
+        inbox.clean_temp(older_than=PARTIAL_MAX_AGE, prefix=fsutil.PARTIAL_PREFIX)
     with _engine(receiver) as engine:
         return Inventory(
             {image: PeerImage(engine.image_id(image), _waiting(inbox, image)) for image in images},
             inbox_free=inbox.free_bytes(),
+            partials=inbox.partials(),
         )
 
 
