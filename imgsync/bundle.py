@@ -43,6 +43,22 @@ def hash_file(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+def resume_offset(path: Path, size: int, sha256: str) -> int:
+    """Where to resume sending ``path`` to a peer holding its first ``size`` bytes with
+    digest ``sha256``: ``size`` when those bytes are ours, else 0 (start over)."""
+    digest, left = hashlib.sha256(), size
+    try:
+        if not 0 < size <= path.stat().st_size:
+            return 0
+        with path.open("rb") as handle:
+            while left and (chunk := handle.read(min(CHUNK, left))):
+                digest.update(chunk)
+                left -= len(chunk)
+    except OSError as err:
+        raise StorageError(f"cannot read {path}: {err.strerror}") from None
+    return size if digest.hexdigest() == sha256 else 0
+
+
 def describe(path: Path) -> SavedImage:
     """Read ``manifest.json`` and the image config out of a single-image tarball."""
     try:

@@ -119,7 +119,7 @@ def test_sigterm_during_a_large_upload_stops_cleanly_and_leaves_no_temp_files(
     try:
         running = daemon()
         p1 = lab.peer("p1")
-        wait_until(lambda: any(p1.inbox.glob(".tmp-*.tar")), 60, "an upload to p1 is in flight")
+        wait_until(lambda: any(p1.inbox.glob(".part-*.tar")), 60, "an upload to p1 is in flight")
         time.sleep(1)
         running.signal(signal.SIGTERM)
         stopped = time.monotonic()
@@ -134,7 +134,8 @@ def test_sigterm_during_a_large_upload_stops_cleanly_and_leaves_no_temp_files(
     assert lab.run_imgsync("sync").returncode == 0
     for peer in lab.peers:
         assert peer.docker.image_id(ref) == new
-        assert not list(peer.inbox.glob(".tmp-*")), peer.name
+        leftovers = [*peer.inbox.glob(".tmp-*"), *peer.inbox.glob(".part-*")]
+        assert not leftovers, (peer.name, leftovers)
     assert not list(Path(lab.export_dir).glob(".tmp-*"))
 
 
@@ -148,7 +149,9 @@ def test_a_manual_sync_does_not_run_while_a_daemon_cycle_does(
     p1.relay.rate_limit = 20e6
     try:
         running = daemon()
-        wait_until(lambda: any(p1.inbox.glob(".tmp-*.tar")), 60, "the daemon's upload is in flight")
+        wait_until(
+            lambda: any(p1.inbox.glob(".part-*.tar")), 60, "the daemon's upload is in flight"
+        )
         manual = lab.run_imgsync("sync", "--no-wait")
     finally:
         p1.relay.rate_limit = None
