@@ -68,6 +68,8 @@ def _host(value: str) -> str:
 
 
 def _command(value: str) -> str:
+    if any(c in value for c in "\x00\n\r"):
+        raise ValueError("must be one line without NUL characters")
     try:
         argv = shlex.split(value)
     except ValueError as err:
@@ -266,6 +268,8 @@ def load(path: Path) -> Config:
         raise ConfigError(where, [f"not UTF-8 text (byte {err.start})"]) from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(where, [f"invalid TOML: {err}"]) from None
+    except (ValueError, RecursionError) as err:  # numbers too long, nesting too deep
+        raise ConfigError(where, [f"invalid TOML: {type(err).__name__}: {err}"[:300]]) from None
     try:
         return Config.model_validate(data)
     except ValidationError as err:
@@ -279,8 +283,9 @@ def _describe(error: Any, data: dict[str, Any]) -> str:
         if isinstance(part, int):
             path += f"[{part}]"
             node = node[part] if isinstance(node, list) and part < len(node) else None
-            if isinstance(node, dict) and isinstance(node.get("name"), str):
-                path += f" ({node['name']})"
+            name = node.get("name") if isinstance(node, dict) else None
+            if isinstance(name, str) and _PEER_NAME.fullmatch(name):  # never echo a bad one
+                path += f" ({name})"
         else:
             path += f".{part}" if path else str(part)
             node = node.get(part) if isinstance(node, dict) else None

@@ -98,17 +98,23 @@ def load_apply(raw: bytes) -> list[ApplyOutcome]:
                 image=item["image"],
                 version=_version(item.get("version")),
                 action=action,
-                seconds=float(seconds) if isinstance(seconds, int | float) else 0.0,
+                seconds=_seconds(seconds),
                 error=str(error)[:2000] if error is not None else None,
             )
         )
     return outcomes
 
 
+def _seconds(value: Any) -> float:
+    if type(value) not in (int, float) or not 0 <= value < 1e9:
+        return 0.0
+    return float(value)
+
+
 def _object(raw: bytes) -> dict[str, Any]:
     try:
         data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # bad UTF-8 or JSON, absurd numbers, nesting
         snippet = raw[:200].decode("utf-8", "replace").strip()
         raise ProtocolError(f"answer is not JSON: {snippet!r}") from None
     if not isinstance(data, dict):
