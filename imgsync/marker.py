@@ -27,6 +27,7 @@ _FIELDS = {
     "size": int,
     "sha256": str,
     "created": str,
+    "omitted": list,
 }
 
 
@@ -40,8 +41,8 @@ def loads(raw: bytes, where: str) -> Marker:
         raise MarkerError(f"marker {where}: {len(raw)} bytes, larger than {MAX_BYTES}")
     try:
         data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise MarkerError(f"marker {where}: not valid JSON ({err})") from None
+    except (ValueError, RecursionError) as err:  # bad UTF-8 or JSON, absurd numbers, nesting
+        raise MarkerError(f"marker {where}: not valid JSON ({type(err).__name__})") from None
     if not isinstance(data, dict):
         raise MarkerError(f"marker {where}: not a JSON object")
     return _validate(data, where)
@@ -79,6 +80,11 @@ def _validate(data: dict[str, Any], where: str) -> Marker:
     layers = data["layers"]
     if not all(isinstance(layer, str) and VERSION_RE.fullmatch(layer) for layer in layers):
         raise MarkerError(f"marker {where}: layers must be sha256 diff IDs")
+    omitted = data["omitted"]
+    if not all(type(i) is int and 0 <= i < len(layers) for i in omitted) or sorted(
+        set(omitted)
+    ) != list(omitted):
+        raise MarkerError(f"marker {where}: omitted must list layer positions in order")
     return Marker(
         reference=ref,
         version=data["version"],
@@ -87,5 +93,6 @@ def _validate(data: dict[str, Any], where: str) -> Marker:
         size=data["size"],
         sha256=data["sha256"],
         created=data["created"],
+        omitted=tuple(omitted),
         format=fmt,
     )

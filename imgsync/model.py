@@ -24,10 +24,11 @@ class Marker:
     ``version`` is the image ID the source's engine reports (its config digest on the
     classic store); ``layers`` are the image's diff IDs, bottom first; ``bundle`` is the
     tarball's file name in the same folder as the marker, with its ``size`` and
-    ``sha256``. Written last: a bundle without a marker is never current.
+    ``sha256``. Written last: a bundle without a marker is never current. ``omitted``
+    lists the positions of layers a *thin* bundle leaves out, because the peer holds them.
     """
 
-    FORMAT = 1
+    FORMAT = 2
 
     reference: str
     version: str
@@ -36,11 +37,13 @@ class Marker:
     size: int
     sha256: str
     created: str
+    omitted: tuple[int, ...] = ()
     format: int = FORMAT
 
     def to_json_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["layers"] = list(self.layers)
+        data["omitted"] = list(self.omitted)
         return data
 
 
@@ -74,6 +77,7 @@ class Result:
     bytes_sent: int = 0
     seconds: float = 0.0
     error: str | None = None
+    transfer: str | None = None  # "full" or "thin" when a bundle was sent
 
     def to_json_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -91,6 +95,7 @@ class ApplyOutcome:
     action: Action
     seconds: float = 0.0
     error: str | None = None
+    missing_layers: bool = False  # a thin bundle whose left-out layers the engine lacks
 
     def to_json_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -36,7 +36,8 @@ def test_a_marker_survives_a_round_trip() -> None:
     [
         (b"{not json", "not valid JSON"),
         (b"[]", "not a JSON object"),
-        (mutate(format=2), "format 2 is not supported"),
+        (mutate(format=3), "format 3 is not supported"),
+        (mutate(omitted=[5]), "omitted must list layer positions"),
         (mutate(format="1"), "format '1' is not supported"),
         (mutate(extra=1), "unknown keys ['extra']"),
         (mutate(bundle="../../etc/passwd.tar"), "not a plain file name"),
