@@ -1,0 +1,121 @@
+"""What the source streams to a peer: a file, a thin bundle cut out of one, or bytes.
+
+A payload knows its size and yields its bytes from any offset, so an interrupted upload
+resumes the same way whatever is being sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from imgsync.errors import StorageError, VerificationError
+
+CHUNK = 1024 * 1024
+_END_OF_ARCHIVE = b"\x00" * 1024
+
+
+class Payload(Protocol):
+    name: str
+    size: int
+
+    def chunks(self, start: int = 0) -> Iterator[bytes]: ...
+
+
+@dataclass(frozen=True)
+class BytesPayload:
+    name: str
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def chunks(self, start: int = 0) -> Iterator[bytes]:
+        for position in range(start, len(self.data), CHUNK):
+            yield self.data[position : position + CHUNK]
+
+
+@dataclass(frozen=True)
+class FilePayload:
+    """A file, or the byte ``ranges`` of it (then followed by ``tail``)."""
+
+    name: str
+    path: Path
+    ranges: tuple[tuple[int, int], ...] | None = None  # (start, end) in the file
+    tail: bytes = b""
+
+    @property
+    def size(self) -> int:
+        if self.ranges is None:
+            try:
+                return self.path.stat().st_size
+            except OSError as err:
+                raise StorageError(f"cannot read {self.path}: {err.strerror}") from None
+        return sum(end - start for start, end in self.ranges) + len(self.tail)
+
+    def chunks(self, start: int = 0) -> Iterator[bytes]:
+        ranges = self.ranges
+        try:
+            with self.path.open("rb") as handle:
+                if ranges is None:
+                    handle.seek(start)
+                    while chunk := handle.read(CHUNK):
+                        yield chunk
+                    return
+                skip = start
+                for first, end in ranges:
+                    if skip >= end - first:
+                        skip -= end - first
+                        continue
+                    handle.seek(first + skip)
+                    left, skip = end - first - skip, 0
+                    while left > 0 and (chunk := handle.read(min(CHUNK, left))):
+                        left -= len(chunk)
+                        yield chunk
+        except OSError as err:
+            raise StorageError(f"cannot read {self.path}: {err.strerror}") from None
+        yield self.tail[max(0, start - (self.size - len(self.tail))) :]
+
+
+def sha256_of(payload: Payload, length: int | None = None) -> str:
+    """sha256 of the payload's first ``length`` bytes (all of it by default)."""
+    digest, left = hashlib.sha256(), payload.size if length is None else length
+    for chunk in payload.chunks(0):
+        if left <= 0:
+            break
+        digest.update(chunk[:left])
+        left -= len(chunk)
+    return digest.hexdigest()
+
+
+def resume_offset(payload: Payload, size: int, sha256: str) -> int:
+    """Where to resume sending ``payload`` to a peer that holds its first ``size`` bytes
+    with digest ``sha256``: ``size`` when those bytes are ours, else 0 (start over)."""
+    if not 0 < size <= payload.size:
+        return 0
+    return size if sha256_of(payload, size) == sha256 else 0
+
+
+def thin(name: str, full: Path, leave_out: set[str]) -> FilePayload:
+    """The tarball ``full`` without the members named in ``leave_out`` (layers the peer
+    holds): every other member's header and data, as byte ranges of ``full``. Reading the
+    headers seeks over the data, so this costs a few small reads."""
+    ranges: list[tuple[int, int]] = []
+    try:
+        with tarfile.open(full, mode="r:") as tar:
+            for info in tar.getmembers():
+                if info.name in leave_out:
+                    continue
+                end = info.offset_data + (-(-info.size // 512) * 512 if info.isfile() else 0)
+                if ranges and ranges[-1][1] == info.offset:
+                    ranges[-1] = (ranges[-1][0], end)
+                else:
+                    ranges.append((info.offset, end))
+    except (tarfile.TarError, OSError) as err:
+        raise VerificationError(f"cannot cut a thin bundle out of {full.name}: {err}") from None
+    return FilePayload(name, full, tuple(ranges), _END_OF_ARCHIVE)

@@ -1,0 +1,204 @@
+"""``docker save`` tarballs, both layouts, read in one sequential pass.
+
+- legacy (Docker ≤ 24): ``<id>/layer.tar`` per layer, ``<config>.json``, ``manifest.json``,
+  ``repositories``;
+- OCI (Docker ≥ 25, and the containerd store): ``oci-layout``, ``index.json``,
+  ``blobs/sha256/<digest>`` (layer blobs may be gzip-compressed: blob digest ≠ diff ID),
+  usually with a compatibility ``manifest.json``; without one, images are found through
+  ``index.json`` and their OCI manifests.
+
+:func:`scan` hashes the whole stream, every member (and a gzip layer's uncompressed
+content), records where each member lies, and checks each layer present against its
+digest: sha256 of a legacy ``layer.tar`` is its diff ID; an OCI blob's sha256 is its name,
+and its uncompressed sha256 its diff ID (gzip is inflated on the way; a zstd blob is
+checked by its digest only). Small members are kept in memory to read the
+manifests; layer data is never held. A mismatch raises :class:`VerificationError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any
+
+from imgsync.errors import VerificationError
+
+SMALL = 1024 * 1024  # members up to this size are kept to read manifests and configs
+_SMALL_TOTAL = 64 * 1024 * 1024
+_CHUNK = 1024 * 1024
+_GZIP = b"\x1f\x8b"
+_ZSTD = b"\x28\xb5\x2f\xfd"
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    offset: int  # where its header starts in the tarball
+    end: int  # where its data (padded to 512) ends
+    size: int
+    sha256: str  # of the member's bytes
+    compression: str | None  # "gzip" or "zstd" when the data starts with their magic
+    content_sha256: str | None  # of its gzip-decompressed bytes, for a gzip blob
+
+
+@dataclass(frozen=True)
+class SavedImage:
+    repo_tags: tuple[str, ...]
+    config_digest: str
+    diff_ids: tuple[str, ...]
+    layer_paths: tuple[str, ...]  # one per diff ID, as the manifest lists them
+
+
+@dataclass(frozen=True)
+class Archive:
+    layout: str  # "legacy" or "oci"
+    images: tuple[SavedImage, ...]
+    members: dict[str, Member]
+    sha256: str
+    size: int
+
+    def absent_layers(self, image: SavedImage) -> tuple[int, ...]:
+        """Positions of the image's layers that the tarball does not hold (thin bundles)."""
+        return tuple(i for i, path in enumerate(image.layer_paths) if path not in self.members)
+
+
+class _Tee:
+    """A reader that hashes (and optionally forwards) every byte tarfile pulls through it."""
+
+    def __init__(self, source: IO[bytes], sink: Callable[[bytes], object] | None) -> None:
+        self.source, self.sink = source, sink
+        self.digest, self.size = hashlib.sha256(), 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.source.read(n)
+        self.digest.update(data)
+        self.size += len(data)
+        if self.sink is not None and data:
+            self.sink(data)
+        return data
+
+
+def scan(source: IO[bytes], sink: Callable[[bytes], object] | None = None) -> Archive:
+    """Read a tarball once from ``source`` (forwarding its bytes to ``sink``)."""
+    tee = _Tee(source, sink)
+    members: dict[str, Member] = {}
+    small: dict[str, bytes] = {}
+    try:
+        with tarfile.open(fileobj=tee, mode="r|") as tar:  # type: ignore[call-overload]
+            for info in tar:
+                if info.isfile():
+                    members[info.name] = _read_member(tar, info, small)
+            while tee.read(_CHUNK):  # the end-of-archive blocks and record padding
+                pass
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
+        raise VerificationError(f"not a readable image tarball ({err})") from None
+    if sum(len(data) for data in small.values()) > _SMALL_TOTAL:
+        raise VerificationError("too many small members for an image tarball")
+    layout = "oci" if "oci-layout" in members else "legacy"
+    try:
+        if "manifest.json" in small:
+            images = _from_manifest(json.loads(small["manifest.json"]), small)
+        elif layout == "oci" and "index.json" in small:
+            images = _from_oci_index(json.loads(small["index.json"]), small)
+        else:
+            raise VerificationError("no manifest.json or index.json: not a docker save tarball")
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise VerificationError(f"unreadable image manifest ({err!r})") from None
+    archive = Archive(layout, images, members, tee.digest.hexdigest(), tee.size)
+    for image in images:
+        _check_layers(archive, image)
+    return archive
+
+
+def _read_member(tar: tarfile.TarFile, info: tarfile.TarInfo, small: dict[str, bytes]) -> Member:
+    handle = tar.extractfile(info)
+    assert handle is not None  # a regular file always has data
+    digest = hashlib.sha256()
+    content: Any = None
+    inflate: Any = None
+    keep = bytearray() if info.size <= SMALL else None
+    compression: str | None = None
+    first = True
+    while chunk := handle.read(_CHUNK):
+        digest.update(chunk)
+        if first and chunk.startswith(_GZIP):
+            compression = "gzip"
+            inflate, content = zlib.decompressobj(16 + zlib.MAX_WBITS), hashlib.sha256()
+        elif first and chunk.startswith(_ZSTD):
+            compression = "zstd"
+        first = False
+        if inflate is not None:
+            content.update(inflate.decompress(chunk))
+        if keep is not None:
+            keep.extend(chunk)
+    if keep is not None:
+        small[info.name] = bytes(keep)
+    end = info.offset_data + -(-info.size // 512) * 512
+    return Member(
+        info.name,
+        info.offset,
+        end,
+        info.size,
+        digest.hexdigest(),
+        compression,
+        content.hexdigest() if content is not None else None,
+    )
+
+
+def _config(small: dict[str, bytes], path: str) -> tuple[str, tuple[str, ...]]:
+    raw = small[path]
+    config = json.loads(raw)
+    return "sha256:" + hashlib.sha256(raw).hexdigest(), tuple(config["rootfs"]["diff_ids"])
+
+
+def _from_manifest(manifest: list[Any], small: dict[str, bytes]) -> tuple[SavedImage, ...]:
+    images = []
+    for entry in manifest:
+        digest, diff_ids = _config(small, str(entry["Config"]))
+        paths = tuple(str(p) for p in entry["Layers"])
+        if len(paths) != len(diff_ids):
+            raise VerificationError(f"{len(paths)} layers listed, the config has {len(diff_ids)}")
+        images.append(SavedImage(tuple(entry.get("RepoTags") or ()), digest, diff_ids, paths))
+    return tuple(images)
+
+
+def _from_oci_index(index: dict[str, Any], small: dict[str, bytes]) -> tuple[SavedImage, ...]:
+    images = []
+    for descriptor in index["manifests"]:
+        manifest = json.loads(small[_blob(descriptor["digest"])])
+        digest, diff_ids = _config(small, _blob(manifest["config"]["digest"]))
+        paths = tuple(_blob(layer["digest"]) for layer in manifest["layers"])
+        annotations = descriptor.get("annotations") or {}
+        name = annotations.get("io.containerd.image.name")
+        tags = (name,) if name else ()
+        images.append(SavedImage(tags, digest, diff_ids, paths))
+    return tuple(images)
+
+
+def _blob(digest: str) -> str:
+    algorithm, _, hexdigest = digest.partition(":")
+    return f"blobs/{algorithm}/{hexdigest}"
+
+
+def _check_layers(archive: Archive, image: SavedImage) -> None:
+    for path, diff_id in zip(image.layer_paths, image.diff_ids, strict=True):
+        member = archive.members.get(path)
+        if member is None:
+            continue  # left out of a thin bundle; the caller decides
+        if path.startswith("blobs/sha256/") and member.sha256 != path.rsplit("/", 1)[1]:
+            raise VerificationError(f"layer blob {path} does not match its digest")
+        if member.compression == "zstd":
+            continue  # no zstd decoder here: its blob digest (above) is what is checked
+        uncompressed = member.content_sha256 or member.sha256
+        if "sha256:" + uncompressed != diff_id:
+            raise VerificationError(
+                f"layer {path} has sha256 {uncompressed[:12]}…, its diff ID is "
+                f"{diff_id.removeprefix('sha256:')[:12]}… (corrupted or tampered)"
+            )
+
+
+__all__ = ["Archive", "Member", "SavedImage", "scan"]

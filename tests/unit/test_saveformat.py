@@ -1,0 +1,96 @@
+"""Both `docker save` layouts are read in one pass, and every layer present is checked
+against its digest before anything trusts it."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from imgsync.errors import VerificationError
+from imgsync.saveformat import scan
+
+from .tarballs import Image, layer_tar, legacy, oci, sha
+
+BASE = layer_tar({"bin/busybox": b"\x7fELF" + b"b" * 5000})
+APP = layer_tar({"app/data": b"a" * 3000})
+OTHER = layer_tar({"srv/other": b"o" * 2000})
+
+
+def test_a_legacy_tarball_names_its_image_tag_config_and_layers(tmp_path: Path) -> None:
+    image = Image("acme/web:1", [BASE, APP])
+    archive = scan(legacy(tmp_path / "l.tar", [image]).open("rb"))
+    assert archive.layout == "legacy"
+    (found,) = archive.images
+    assert found.repo_tags == ("acme/web:1",)
+    assert found.config_digest == image.config_digest
+    assert found.diff_ids == image.diff_ids
+    data = (tmp_path / "l.tar").read_bytes()
+    assert (archive.sha256, archive.size) == (sha(data), len(data))
+
+
+def test_scanning_forwards_every_byte_to_the_sink(tmp_path: Path) -> None:
+    path = legacy(tmp_path / "l.tar", [Image("acme/web:1", [BASE])])
+    copy = io.BytesIO()
+    scan(path.open("rb"), sink=copy.write)
+    assert copy.getvalue() == path.read_bytes()
+
+
+def test_member_offsets_cover_exactly_their_header_and_data(tmp_path: Path) -> None:
+    path = legacy(tmp_path / "l.tar", [Image("acme/web:1", [BASE, APP])])
+    archive = scan(path.open("rb"))
+    data = path.read_bytes()
+    for member in archive.members.values():
+        start = member.offset + 512  # one ustar header block
+        assert sha(data[start : start + member.size]) == member.sha256
+        assert member.end == start + -(-member.size // 512) * 512
+
+
+@pytest.mark.parametrize("with_manifest_json", [True, False])
+def test_a_multi_image_oci_tarball_with_gzip_blobs(
+    tmp_path: Path, with_manifest_json: bool
+) -> None:
+    images = [Image("acme/web:1", [BASE, APP], compress=True), Image("acme/db:2", [BASE, OTHER])]
+    archive = scan(oci(tmp_path / "o.tar", images, with_manifest_json).open("rb"))
+    assert archive.layout == "oci"
+    assert [i.repo_tags for i in archive.images] == [("acme/web:1",), ("acme/db:2",)]
+    assert [i.config_digest for i in archive.images] == [i.config_digest for i in images]
+    assert [i.diff_ids for i in archive.images] == [i.diff_ids for i in images]
+    web = archive.images[0]
+    blob = archive.members[web.layer_paths[1]]
+    assert blob.compression == "gzip"
+    assert "sha256:" + blob.sha256 != web.diff_ids[1]  # compressed: blob digest ≠ diff ID
+    assert "sha256:" + (blob.content_sha256 or "") == web.diff_ids[1]
+
+
+def test_a_tampered_legacy_layer_is_refused(tmp_path: Path) -> None:
+    image = Image("acme/web:1", [BASE, APP])
+    path = legacy(tmp_path / "l.tar", [image])
+    data = path.read_bytes().replace(b"a" * 3000, b"a" * 2999 + b"X")
+    path.write_bytes(data)
+    with pytest.raises(VerificationError, match="corrupted or tampered"):
+        scan(path.open("rb"))
+
+
+def test_a_tampered_gzip_blob_is_refused_by_its_digest(tmp_path: Path) -> None:
+    path = oci(tmp_path / "o.tar", [Image("acme/web:1", [BASE, APP], compress=True)])
+    archive = scan(path.open("rb"))
+    blob = archive.members[archive.images[0].layer_paths[1]]
+    data = bytearray(path.read_bytes())
+    data[blob.offset + 512 + blob.size - 12] ^= 0xFF  # inside the gzip trailer
+    path.write_bytes(bytes(data))
+    with pytest.raises(VerificationError):
+        scan(path.open("rb"))
+
+
+def test_a_thin_bundle_reports_the_layers_it_leaves_out(tmp_path: Path) -> None:
+    image = Image("acme/web:1", [BASE, APP])
+    archive = scan(legacy(tmp_path / "thin.tar", [image], omit={0}).open("rb"))
+    assert archive.absent_layers(archive.images[0]) == (0,)
+
+
+@pytest.mark.parametrize("junk", [b"", b"not a tar" * 100, b"\x00" * 1024])
+def test_junk_is_not_an_image_tarball(junk: bytes) -> None:
+    with pytest.raises(VerificationError):
+        scan(io.BytesIO(junk))
