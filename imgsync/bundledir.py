@@ -92,13 +92,20 @@ class BundleDir:
     def prune(self, reference: str, current_bundle: str, keep: int) -> list[str]:
         """Keep at most ``keep`` bundles of ``reference``: ``current_bundle`` (the one its
         marker names) and the newest others by mtime; remove the rest, oldest first.
-        Return the names removed."""
+        A bundle newer than ``current_bundle`` is never removed: it is a later version that
+        landed meanwhile (its marker may still be on the way). Return the names removed."""
+        try:
+            current_mtime = (self.path / current_bundle).stat().st_mtime_ns
+        except OSError:
+            current_mtime = None
         older = []
         for path in self.bundle_paths(reference):
             if path.name == current_bundle:
                 continue
             try:
-                older.append((path.stat().st_mtime_ns, path))
+                mtime = path.stat().st_mtime_ns
+                if current_mtime is None or mtime <= current_mtime:
+                    older.append((mtime, path))
             except FileNotFoundError:
                 continue
             except OSError as err:

@@ -91,6 +91,10 @@ def sync(
     "--inventory", is_flag=True, help="Only report what the engine runs and the inbox holds."
 )
 @click.option("--clean-temp", is_flag=True, help="With --inventory: drop leftover temp files.")
+@click.option(
+    "--has-layer", "has_layers", multiple=True, metavar="CHAIN_ID",
+    help="Only report which of these layers (chain IDs) the engine holds, and its store.",
+)  # fmt: skip
 @click.option("--receive", metavar="NAME", help="Take one file on stdin into the inbox as NAME.")
 @click.option("--size", type=click.IntRange(0), help="With --receive: the file's size in bytes.")
 @click.option("--offset", type=click.IntRange(0), default=0, help="With --receive: resume here.")
@@ -110,6 +114,7 @@ def apply(
     as_json: bool,
     inventory: bool,
     clean_temp: bool,
+    has_layers: tuple[str, ...],
     receive: str | None,
     size: int | None,
     offset: int,
@@ -127,6 +132,10 @@ def apply(
             raise click.UsageError("--receive needs --size")
         received = receive_action.receive(receiver, receive, size, offset, sys.stdin.buffer)
         click.echo(json.dumps({"format": protocol.FORMAT, "received": received}))
+        return ExitCode.OK
+    if has_layers:
+        store, held = apply_action.held_layers(receiver, list(has_layers))
+        click.echo(protocol.dump_layers(store, held))
         return ExitCode.OK
     if watch:
         apply_action.watch(receiver, wanted, poll, stop=install_stop_handlers())

@@ -17,6 +17,7 @@ import docker.errors
 import requests.exceptions
 
 from imgsync.errors import EngineError, ImageNotFound
+from imgsync.model import chain_ids
 
 SAVE_CHUNK = 1024 * 1024
 _API_TIMEOUT = 600
@@ -107,6 +108,26 @@ class Engine:
         except (docker.errors.DockerException, requests.exceptions.RequestException) as err:
             raise EngineError(f"cannot reach Docker at {self.name} (rmi): {err}") from None
         return True
+
+    def layer_chains(self) -> set[str]:
+        """Chain IDs of every layer the engine holds under some image: what a thin bundle
+        may leave out. A layer's chain ID names it together with everything beneath it."""
+        chains: set[str] = set()
+        for summary in self._call("list images", self._client.api.images):
+            try:
+                diff_ids = self.inspect(str(summary["Id"])).diff_ids
+            except ImageNotFound:
+                continue  # removed while we looked
+            chains.update(chain_ids(diff_ids))
+        return chains
+
+    def store(self) -> str:
+        """``containerd`` for the containerd image store (snapshotters), else ``classic``."""
+        info = self._call("info", self._client.api.info)
+        status = dict(tuple(pair) for pair in info.get("DriverStatus") or [] if len(pair) == 2)
+        if "containerd" in str(status.get("driver-type", "")):
+            return "containerd"
+        return "classic"
 
     def version(self) -> dict[str, Any]:
         return dict(self._call("version", self._client.api.version))

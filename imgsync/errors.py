@@ -21,7 +21,8 @@ own) are translated at the adapter boundary (``engine``, ``transport``, ``state`
     │   └── RemoteCommandError   a command on the peer exited non-zero or said nonsense
     ├── MarkerError              a marker is unreadable, too big, or of an unknown format
     ├── VerificationError        a bundle does not match its marker, or a load did not
-    │                            produce the marker's version
+    │   │                        produce the marker's version
+    │   └── MissingLayers        a thin bundle relies on layers the engine does not hold
     └── StorageError             a local file or folder could not be read or written
 
 ``main()`` catches :class:`ImgsyncError`, prints ``str(err)`` on one line and returns
@@ -105,6 +106,10 @@ class MarkerError(ImgsyncError):
 
 class VerificationError(ImgsyncError):
     pass
+
+
+class MissingLayers(VerificationError):
+    """A thin bundle leaves out layers this engine does not hold: send the full one."""
 
 
 class StorageError(ImgsyncError):

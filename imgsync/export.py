@@ -10,13 +10,13 @@ place, the reference's bundles beyond ``keep`` are removed, oldest first.
 from __future__ import annotations
 
 import datetime
-import hashlib
 
-from imgsync import bundle, fsutil, log
+from imgsync import fsutil, log, saveformat
 from imgsync.bundledir import BundleDir, bundle_name
 from imgsync.engine import Engine
 from imgsync.errors import MarkerError, StorageError, VerificationError
 from imgsync.model import Marker
+from imgsync.payload import StreamReader
 from imgsync.plan import needs_export, no_room, with_margin
 from imgsync.reference import familiar
 
@@ -47,40 +47,41 @@ def export_image(
     if full is not None:
         raise StorageError(full)
     name = bundle_name(reference, info.id)
-    path = bundles.path / name
-    digest, size = hashlib.sha256(), 0
     logger.info("exporting", version=info.id, image_size=info.size)
     try:
-        with fsutil.atomic_writer(path) as handle:
-            for chunk in engine.save(reference):
-                handle.write(chunk)
-                digest.update(chunk)
-                size += len(chunk)
+        with fsutil.atomic_writer(bundles.path / name) as handle:
+            # one pass: written, hashed, and every layer checked against its diff ID
+            archive = saveformat.scan(StreamReader(engine.save(reference)), sink=handle.write)
+            _check_saved(reference, info.id, archive)
     except StorageError as err:
         raise StorageError(
             f"cannot export {reference} ({err}); what was exported before stays"
         ) from None
-    saved = bundle.describe(path)
-    if saved.config_digest != info.id or saved.repo_tags != (familiar(reference),):
-        fsutil.remove(path)
-        raise VerificationError(
-            f"image {reference} changed while it was being saved "
-            f"(expected {info.id[:19]}, got {saved.config_digest[:19]}); it is exported "
-            "on the next cycle"
-        )
     marker = Marker(
         reference=reference,
         version=info.id,
-        layers=saved.diff_ids,
+        layers=archive.images[0].diff_ids,
         bundle=name,
-        size=size,
-        sha256=digest.hexdigest(),
+        size=archive.size,
+        sha256=archive.sha256,
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     )
     bundles.write_marker(marker)
-    logger.info("exported", version=info.id, bytes=size)
+    logger.info("exported", version=info.id, bytes=archive.size)
     _prune(bundles, marker, keep)
     return marker, True
+
+
+def _check_saved(reference: str, version: str, archive: saveformat.Archive) -> None:
+    """The tarball must hold exactly this image under this tag; if the tag moved while
+    it was saved, nothing is announced and the next cycle exports again."""
+    tags = [image.repo_tags for image in archive.images]
+    digests = [image.config_digest for image in archive.images]
+    if tags != [(familiar(reference),)] or digests != [version]:
+        raise VerificationError(
+            f"image {reference} changed while it was being saved (expected {version[:19]}, "
+            f"got {', '.join(d[:19] for d in digests)}); it is exported on the next cycle"
+        )
 
 
 def _prune(bundles: BundleDir, current: Marker, keep: int) -> None:

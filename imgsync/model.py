@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -9,6 +10,19 @@ from typing import Any
 
 VERSION_RE = re.compile(r"sha256:[0-9a-f]{64}")
 SHA256_HEX_RE = re.compile(r"[0-9a-f]{64}")
+
+
+def chain_ids(diff_ids: tuple[str, ...] | list[str]) -> list[str]:
+    """OCI chain IDs: a layer named together with every layer beneath it."""
+    chains: list[str] = []
+    for diff_id in diff_ids:
+        if not chains:
+            chains.append(diff_id)
+        else:
+            chains.append(
+                "sha256:" + hashlib.sha256(f"{chains[-1]} {diff_id}".encode()).hexdigest()
+            )
+    return chains
 
 
 class Action(StrEnum):

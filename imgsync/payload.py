@@ -7,6 +7,7 @@ resumes the same way whatever is being sent.
 from __future__ import annotations
 
 import hashlib
+import json
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,8 +21,11 @@ _END_OF_ARCHIVE = b"\x00" * 1024
 
 
 class Payload(Protocol):
-    name: str
-    size: int
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
 
     def chunks(self, start: int = 0) -> Iterator[bytes]: ...
 
@@ -101,13 +105,18 @@ def resume_offset(payload: Payload, size: int, sha256: str) -> int:
     return size if sha256_of(payload, size) == sha256 else 0
 
 
-def thin(name: str, full: Path, leave_out: set[str]) -> FilePayload:
-    """The tarball ``full`` without the members named in ``leave_out`` (layers the peer
-    holds): every other member's header and data, as byte ranges of ``full``. Reading the
-    headers seeks over the data, so this costs a few small reads."""
+def thin(name: str, full: Path, positions: tuple[int, ...]) -> FilePayload:
+    """The single-image tarball ``full`` without the layers at ``positions`` (the peer
+    holds them): every other member's header and data, as byte ranges of ``full``. Reading
+    the headers seeks over the data, so this costs a few small reads."""
     ranges: list[tuple[int, int]] = []
     try:
         with tarfile.open(full, mode="r:") as tar:
+            manifest = tar.extractfile("manifest.json")
+            if manifest is None:
+                raise VerificationError(f"{full.name} has no manifest.json")
+            layers = json.loads(manifest.read(4 * 1024 * 1024))[0]["Layers"]
+            leave_out = {str(layers[i]) for i in positions}
             for info in tar.getmembers():
                 if info.name in leave_out:
                     continue
@@ -116,6 +125,32 @@ def thin(name: str, full: Path, leave_out: set[str]) -> FilePayload:
                     ranges[-1] = (ranges[-1][0], end)
                 else:
                     ranges.append((info.offset, end))
-    except (tarfile.TarError, OSError) as err:
+    except (tarfile.TarError, OSError, KeyError, IndexError, TypeError, ValueError) as err:
         raise VerificationError(f"cannot cut a thin bundle out of {full.name}: {err}") from None
     return FilePayload(name, full, tuple(ranges), _END_OF_ARCHIVE)
+
+
+class StreamReader:
+    """A file-like ``read(n)`` over an iterator of byte chunks (``docker save``'s stream).
+    Small reads are served from the current chunk without copying the rest of it."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._chunk = b""
+        self._position = 0
+
+    def read(self, n: int = -1) -> bytes:
+        parts: list[bytes] = []
+        wanted = n
+        while wanted != 0:
+            if self._position >= len(self._chunk):
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    break
+                self._chunk, self._position = chunk, 0
+            end = len(self._chunk) if wanted < 0 else min(len(self._chunk), self._position + wanted)
+            parts.append(self._chunk[self._position : end])
+            if wanted > 0:
+                wanted -= end - self._position
+            self._position = end
+        return b"".join(parts)

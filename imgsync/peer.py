@@ -12,21 +12,24 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
 import structlog
 
-from imgsync import bundle, log, protocol
+from imgsync import log, marker, payload, protocol
 from imgsync.bundledir import marker_name
 from imgsync.config import PeerSettings
 from imgsync.errors import AuthError, HostKeyError, ImgsyncError, RemoteCommandError
-from imgsync.model import Action, Inventory, Marker, Result
-from imgsync.plan import PlanItem, Step, plan_peer
+from imgsync.model import Action, Inventory, Marker, Result, chain_ids
+from imgsync.payload import Payload
+from imgsync.plan import PlanItem, Step, plan_peer, thin_layers
 from imgsync.signals import Cancelled
 from imgsync.transport import SshSession
 
 T = TypeVar("T")
+Omitted = tuple[int, ...]  # positions of layers a thin bundle leaves out
 RETRY_CAP = 60.0  # seconds: the longest wait between two attempts
 _PERMANENT = (HostKeyError, AuthError)
 
@@ -104,8 +107,10 @@ def _session(
         inventory = _ask(
             ssh, peer, ["--inventory", "--clean-temp", *_image_args(todo)], protocol.load_inventory
         )
+        plan = plan_peer(todo, inventory, peer.inbox)
+        omitted = _thin_plan(ssh, peer, plan)
         to_apply: list[PlanItem] = []
-        for item in plan_peer(todo, inventory, peer.inbox):
+        for item in plan:
             if item.step is Step.NO_ROOM:  # nothing is sent: the peer keeps what it runs
                 log.get().error("not sent", image=item.image, reason=item.reason)
                 results[item.image] = Result(
@@ -119,19 +124,35 @@ def _session(
                 )
                 continue
             earlier = results.get(item.image)
-            result = Result(
+            results[item.image] = Result(
                 peer.name, item.image, item.marker.version, Action.FAILED,
                 bytes_sent=earlier.bytes_sent if earlier else 0,
             )  # fmt: skip
-            results[item.image] = result
-            started = time.monotonic()
             if item.step is Step.SEND:
                 log.get().info("sending", image=item.image, reason=item.reason)
-                _send(ssh, peer, item.marker, export_dir, inventory, result)
-            result.seconds += time.monotonic() - started
+                _send(ssh, peer, item.marker, export_dir, inventory, results[item.image],
+                      omitted.get(item.image, ()))  # fmt: skip
             to_apply.append(item)
-        if to_apply:
-            _apply(ssh, peer, to_apply, results)
+        if not to_apply:
+            return
+        fallback = _apply(ssh, peer, to_apply, results)
+        for item in fallback:  # a thin bundle the peer could not use: the full one now
+            log.get().warning("thin bundle refused; sending the full one", image=item.image)
+            _send(ssh, peer, item.marker, export_dir, inventory, results[item.image], ())
+        if fallback:
+            _apply(ssh, peer, fallback, results)
+
+
+def _thin_plan(ssh: SshSession, peer: PeerSettings, plan: list[PlanItem]) -> dict[str, Omitted]:
+    """Ask the peer which layers of the images to send it holds; what each may leave out."""
+    chains = {c for item in plan if item.step is Step.SEND for c in chain_ids(item.marker.layers)}
+    if not chains:
+        return {}
+    args = ["--json", *(arg for chain in sorted(chains) for arg in ("--has-layer", chain))]
+    store, held = _ask(ssh, peer, args, protocol.load_layers)
+    if store != "classic":
+        log.get().info("full bundles only", store=store)
+    return thin_layers(plan, held)
 
 
 def _send(
@@ -141,39 +162,57 @@ def _send(
     export_dir: Path,
     inventory: Inventory,
     result: Result,
+    omitted: Omitted,
 ) -> None:
-    """Bundle first, marker last: the peer never sees a marker without its bundle. A
-    partial bundle the peer holds is resumed when its bytes match ours."""
-    local = export_dir / exported.bundle
+    """Bundle first, marker last: the peer never sees a marker without its bundle. A thin
+    bundle leaves out the layers at ``omitted``; a partial bundle the peer holds is
+    resumed when its bytes match ours."""
+    started = time.monotonic()
+    full = export_dir / exported.bundle
+    if omitted:
+        bundle: Payload = payload.thin(exported.bundle, full, omitted)
+        sent_marker = replace(
+            exported, size=bundle.size, sha256=payload.sha256_of(bundle), omitted=omitted
+        )
+    else:
+        bundle, sent_marker = payload.FilePayload(exported.bundle, full), exported
+    result.transfer = "thin" if omitted else "full"
     partial = inventory.partials.get(exported.bundle)
-    offset = bundle.resume_offset(local, *partial) if partial else 0
+    offset = payload.resume_offset(bundle, *partial) if partial else 0
     if offset:
         log.get().info("resuming upload", image=exported.reference, offset=offset)
-    for path, start in ((local, offset), (export_dir / marker_name(exported.reference), 0)):
-        size = path.stat().st_size
-        argv = [*peer.apply_argv, "--receive", path.name, "--size", str(size)]
-        sent, answer = ssh.send(path, [*argv, "--offset", str(start)], start, peer.apply_timeout)
+    note = payload.BytesPayload(marker_name(exported.reference), marker.dumps(sent_marker))
+    for item, start in ((bundle, offset), (note, 0)):
+        argv = [*peer.apply_argv, "--receive", item.name, "--size", str(item.size)]
+        argv += ["--offset", str(start)]
+        sent, answer = ssh.send(item, argv, start, peer.apply_timeout)
         result.bytes_sent += sent
         if answer.exit_status != 0:
             raise RemoteCommandError(
-                f"peer {peer.name}: receiving {path.name} failed: {answer.last_error_line()}"
+                f"peer {peer.name}: receiving {item.name} failed: {answer.last_error_line()}"
             )
+    result.seconds += time.monotonic() - started
 
 
 def _apply(
     ssh: SshSession, peer: PeerSettings, items: list[PlanItem], results: dict[str, Result]
-) -> None:
+) -> list[PlanItem]:
+    """Have the peer apply ``items``; return those whose thin bundle it could not use."""
     markers = {item.image: item.marker for item in items}
     outcomes = _ask(ssh, peer, _image_args(markers), protocol.load_apply)
     reported = {o.image: o for o in outcomes}
-    for image, exported in markers.items():
+    fallback = []
+    for item in items:
+        image, exported = item.image, item.marker
         result = results[image]
         outcome = reported.get(image)
         if outcome is None:
             result.error = f"peer {peer.name} did not report on {image}"
             continue
         result.seconds += outcome.seconds
-        if outcome.action is Action.FAILED:
+        if outcome.missing_layers and result.transfer == "thin":
+            fallback.append(item)
+        elif outcome.action is Action.FAILED:
             result.error = f"peer {peer.name}: {outcome.error}"
         elif outcome.version != exported.version:
             result.error = (
@@ -181,6 +220,7 @@ def _apply(
             )
         else:
             result.action = Action.LOADED if outcome.action is Action.LOADED else Action.UNCHANGED
+    return fallback
 
 
 def _image_args(markers: dict[str, Marker]) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from imgsync.model import Inventory, Marker
+from imgsync.model import Inventory, Marker, chain_ids
 
 MARGIN_FIXED = 16 * 1024 * 1024  # bytes kept free on top of what a file needs, plus 10%
 
@@ -28,6 +28,21 @@ class PlanItem:
 def with_margin(size: int) -> int:
     """The free bytes a file of ``size`` bytes needs: its size plus 10% plus 16 MiB."""
     return size + size // 10 + MARGIN_FIXED
+
+
+def thin_layers(items: list[PlanItem], held: set[str]) -> dict[str, tuple[int, ...]]:
+    """Per image to send: the positions of layers the peer need not get, because it holds
+    them (``held``: chain IDs) or gets them earlier in this cycle (a base shared by two
+    images travels once; the peer applies in this order). Empty: send the full bundle."""
+    have = set(held)
+    omitted = {}
+    for item in items:
+        if item.step is not Step.SEND:
+            continue
+        chains = chain_ids(item.marker.layers)
+        omitted[item.image] = tuple(i for i, chain in enumerate(chains) if chain in have)
+        have.update(chains)
+    return omitted
 
 
 def needs_export(current_version: str, exported: Marker | None, bundle_intact: bool) -> bool:

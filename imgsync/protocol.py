@@ -73,6 +73,19 @@ def _partials(data: Any) -> dict[str, tuple[int, str]]:
     return found
 
 
+def dump_layers(store: str, held: list[str]) -> str:
+    return json.dumps({"format": FORMAT, "store": store, "layers": held})
+
+
+def load_layers(raw: bytes) -> tuple[str, set[str]]:
+    """The peer's image store and the chain IDs it holds (of those asked about)."""
+    data = _object(raw)
+    store, layers = data.get("store"), data.get("layers")
+    if not isinstance(store, str) or not isinstance(layers, list):
+        raise ProtocolError("layer answer without 'store' and 'layers'")
+    return store[:40], {_version(layer) or "" for layer in layers} - {""}
+
+
 def dump_apply(outcomes: list[ApplyOutcome]) -> str:
     ok = all(o.action is not Action.FAILED for o in outcomes)
     return json.dumps({"format": FORMAT, "ok": ok, "results": [o.to_json_dict() for o in outcomes]})
@@ -100,6 +113,7 @@ def load_apply(raw: bytes) -> list[ApplyOutcome]:
                 action=action,
                 seconds=_seconds(seconds),
                 error=str(error)[:2000] if error is not None else None,
+                missing_layers=item.get("missing_layers") is True,
             )
         )
     return outcomes

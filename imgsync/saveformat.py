@@ -23,7 +23,7 @@ import tarfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any, Protocol
 
 from imgsync.errors import VerificationError
 
@@ -66,10 +66,14 @@ class Archive:
         return tuple(i for i, path in enumerate(image.layer_paths) if path not in self.members)
 
 
+class Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
 class _Tee:
     """A reader that hashes (and optionally forwards) every byte tarfile pulls through it."""
 
-    def __init__(self, source: IO[bytes], sink: Callable[[bytes], object] | None) -> None:
+    def __init__(self, source: Readable, sink: Callable[[bytes], object] | None) -> None:
         self.source, self.sink = source, sink
         self.digest, self.size = hashlib.sha256(), 0
 
@@ -82,7 +86,7 @@ class _Tee:
         return data
 
 
-def scan(source: IO[bytes], sink: Callable[[bytes], object] | None = None) -> Archive:
+def scan(source: Readable, sink: Callable[[bytes], object] | None = None) -> Archive:
     """Read a tarball once from ``source`` (forwarding its bytes to ``sink``)."""
     tee = _Tee(source, sink)
     members: dict[str, Member] = {}

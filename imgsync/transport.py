@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import paramiko
@@ -28,6 +27,7 @@ from imgsync.errors import (
     RemoteCommandError,
     TransportError,
 )
+from imgsync.payload import Payload
 from imgsync.signals import Cancelled
 
 SEND_CHUNK = 1024 * 1024
@@ -124,32 +124,27 @@ class SshSession:
 
     def send(
         self,
-        local: Path,
+        payload: Payload,
         argv: Sequence[str],
         offset: int,
         timeout: float,
         progress: Callable[[int], None] | None = None,
     ) -> tuple[int, CommandResult]:
-        """Stream ``local`` from ``offset`` into the stdin of ``argv`` on the peer; return
-        the bytes sent and the command's result."""
+        """Stream ``payload`` from ``offset`` into the stdin of ``argv`` on the peer;
+        return the bytes sent and the command's result."""
         sent = 0
 
         def feed(channel: paramiko.Channel) -> None:
             nonlocal sent
-            with local.open("rb") as source:
-                source.seek(offset)
-                while chunk := source.read(SEND_CHUNK):
-                    if self.stop.is_set():
-                        raise Cancelled(f"upload of {local.name} to {self.peer.name} abandoned")
-                    channel.sendall(chunk)
-                    sent += len(chunk)
-                    if progress is not None:
-                        progress(offset + sent)
+            for chunk in payload.chunks(offset):
+                if self.stop.is_set():
+                    raise Cancelled(f"upload of {payload.name} to {self.peer.name} abandoned")
+                channel.sendall(chunk)
+                sent += len(chunk)
+                if progress is not None:
+                    progress(offset + sent)
 
-        try:
-            result = self._exec(argv, timeout, feed=feed)
-        except OSError as err:  # reading our own file, not the link
-            raise TransportError(f"cannot read {local}: {err.strerror}") from None
+        result = self._exec(argv, timeout, feed=feed)  # runs feed: counts ``sent``
         return sent, result
 
     def _exec(

@@ -35,11 +35,12 @@ from imgsync.errors import (
     EngineError,
     ImgsyncError,
     MarkerError,
+    MissingLayers,
     StorageError,
     VerificationError,
 )
 from imgsync.lock import cycle_lock
-from imgsync.model import Action, ApplyOutcome, Inventory, Marker, PeerImage
+from imgsync.model import Action, ApplyOutcome, Inventory, Marker, PeerImage, chain_ids
 
 TEMP_MAX_AGE = 3600.0  # an inbox temp file younger than this may be an upload in flight
 PARTIAL_MAX_AGE = 86400.0  # a partial upload untouched this long will not be resumed
@@ -132,7 +133,9 @@ def _apply_one(
         return ApplyOutcome(image, current.version, action, time.monotonic() - started)
     except ImgsyncError as err:
         log.get().error("apply failed", image=image, error=str(err))
-        return ApplyOutcome(image, None, Action.FAILED, time.monotonic() - started, str(err))
+        missing = isinstance(err, MissingLayers)
+        seconds = time.monotonic() - started
+        return ApplyOutcome(image, None, Action.FAILED, seconds, str(err), missing)
     finally:
         structlog.contextvars.unbind_contextvars("image")
 
@@ -146,6 +149,7 @@ def _apply_marker(engine: Engine, inbox: BundleDir, current: Marker) -> tuple[Ac
     tarball = inbox.bundle_path(current)
     try:
         bundle.verify(tarball, current)
+        _check_held(engine, current)
     except VerificationError:
         inbox.remove(current)
         raise
@@ -165,6 +169,30 @@ def _apply_marker(engine: Engine, inbox: BundleDir, current: Marker) -> tuple[Ac
         )
     log.get().info("loaded", version=current.version)
     return Action.LOADED, before
+
+
+def _check_held(engine: Engine, current: Marker) -> None:
+    """A thin bundle loads only where the engine holds every layer it leaves out."""
+    if not current.omitted:
+        return
+    chains, held = chain_ids(current.layers), engine.layer_chains()
+    lacking = [i for i in current.omitted if chains[i] not in held]
+    if lacking:
+        raise MissingLayers(
+            f"bundle {current.bundle} leaves out layers {lacking} that this engine does not "
+            "hold (removed since the source asked?); the full bundle is needed"
+        )
+
+
+def held_layers(receiver: ReceiverConfig, chains: list[str]) -> tuple[str, list[str]]:
+    """The engine's image store, and which of ``chains`` it holds (none on the containerd
+    store: it cannot load a tarball that leaves layers out)."""
+    with _engine(receiver) as engine:
+        store = engine.store()
+        if store != "classic":
+            return store, []
+        held = engine.layer_chains()
+        return store, [chain for chain in chains if chain in held]
 
 
 def _remove_replaced(engine: Engine, image_id: str) -> None:

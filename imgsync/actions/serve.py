@@ -23,6 +23,7 @@ _ALLOWED = {
     "--json": 0,
     "--inventory": 0,
     "--clean-temp": 0,
+    "--has-layer": 1,
     "--image": 1,
     "--receive": 1,
     "--size": 1,

@@ -7,6 +7,7 @@ import subprocess
 from typing import Any
 
 from lab import Lab, build_image
+from lab.tomlw import dumps
 
 
 def sync_json(lab: Lab, *args: str, timeout: float = 300) -> tuple[int, dict[str, Any]]:
@@ -42,3 +43,10 @@ def run(argv: list[str], timeout: float = 120) -> subprocess.CompletedProcess[st
     return subprocess.run(
         argv, capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
     )
+
+
+def receiver_configs(lab: Lab, **changes: Any) -> None:
+    """Rewrite every peer's [receiver] config the way the lab does, plus ``changes``."""
+    for peer in lab.peers:
+        receiver = {"inbox": str(peer.inbox), "docker_host": peer.docker.url, **changes}
+        peer.config_path.write_text(dumps({"receiver": receiver}))

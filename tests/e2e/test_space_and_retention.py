@@ -24,9 +24,8 @@ from imgsync.engine import Engine
 from imgsync.errors import StorageError
 from imgsync.export import export_image
 from lab import Lab
-from lab.tomlw import dumps
 
-from .helpers import actions, build, by_peer_image, sync_json
+from .helpers import actions, build, by_peer_image, receiver_configs, sync_json
 
 pytestmark = pytest.mark.lab
 
@@ -51,13 +50,6 @@ def source_table(lab: Lab, images: list[str], **changes: Any) -> dict[str, Any]:
     """The lab's [source] table with ``changes`` (for ``write_configs(extra=...)``)."""
     table = {"docker_host": lab.source.url, "images": images, "export_dir": str(lab.export_dir)}
     return {"source": {**table, **changes}}
-
-
-def receiver_configs(lab: Lab, **changes: Any) -> None:
-    """Rewrite every peer's [receiver] config the way the lab does, plus ``changes``."""
-    for peer in lab.peers:
-        receiver = {"inbox": str(peer.inbox), "docker_host": peer.docker.url, **changes}
-        peer.config_path.write_text(dumps({"receiver": receiver}))
 
 
 def bundles(folder: Path, image: str) -> list[str]:

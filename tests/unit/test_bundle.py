@@ -39,7 +39,6 @@ def test_a_true_bundle_verifies(tmp_path: Path) -> None:
     path = tmp_path / "b.tar"
     marker = saved_image(path)
     bundle.verify(path, marker)
-    assert bundle.describe(path).repo_tags == ("acme/web:1",)
 
 
 def test_a_flipped_byte_is_caught_by_sha256(tmp_path: Path) -> None:
@@ -95,5 +94,8 @@ def test_a_missing_bundle_is_named(tmp_path: Path) -> None:
 def test_garbage_is_not_an_image_tarball(tmp_path: Path) -> None:
     path = tmp_path / "junk.tar"
     path.write_bytes(b"\x00" * 10 + b"junk" * 100)
+    marker = saved_image(tmp_path / "b.tar")
+    claimed = Marker(marker.reference, marker.version, marker.layers, "junk.tar",
+                     path.stat().st_size, marker.sha256, "now")  # fmt: skip
     with pytest.raises(VerificationError, match="not a readable image tarball"):
-        bundle.describe(path)
+        bundle.verify(path, claimed)

@@ -26,20 +26,30 @@ def bundles_of(folder: Path, ref: str, count: int) -> list[str]:
 
 
 @pytest.mark.parametrize("keep", [1, 2, 3])
-def test_retention_keeps_the_current_bundle_and_the_newest_others(
+def test_retention_keeps_the_current_bundle_and_the_newest_older_ones(
     tmp_path: Path, keep: int
 ) -> None:
     folder = BundleDir(tmp_path)
     names = bundles_of(tmp_path, "a:1", 4)
     other = bundles_of(tmp_path, "b:1", 2)
-    current = names[1]  # the marker may name one that is not the newest file
+    current = names[-1]
 
     removed = folder.prune("a:1", current, keep)
 
     left = sorted(p.name for p in tmp_path.iterdir())
-    newest_others = [n for n in names if n != current][::-1][: keep - 1]
-    assert left == sorted([current, *newest_others, *other])
+    newest_older = names[:-1][::-1][: keep - 1]
+    assert left == sorted([current, *newest_older, *other])
     assert removed == [n for n in names if n not in left]  # oldest first
+
+
+def test_a_bundle_newer_than_the_current_one_is_a_later_version_and_stays(
+    tmp_path: Path,
+) -> None:
+    """An apply of v2 must not remove v3's bundle, uploaded while v2 was loading."""
+    folder = BundleDir(tmp_path)
+    v1, v2, v3 = bundles_of(tmp_path, "a:1", 3)
+    assert folder.prune("a:1", v2, keep=1) == [v1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([v2, v3])
 
 
 def test_retention_of_one_reference_leaves_similar_names_alone(tmp_path: Path) -> None:
