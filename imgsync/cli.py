@@ -98,6 +98,10 @@ def sync(
 @click.option("--receive", metavar="NAME", help="Take one file on stdin into the inbox as NAME.")
 @click.option("--size", type=click.IntRange(0), help="With --receive: the file's size in bytes.")
 @click.option("--offset", type=click.IntRange(0), default=0, help="With --receive: resume here.")
+@click.option(
+    "--compression", type=click.Choice(["none", "zstd"]), default="none",
+    help="With --receive: stdin is zstd frames (imgsync.wire).",
+)  # fmt: skip
 @click.option("--watch", is_flag=True, help="Keep running: apply new markers as they land.")
 @click.option(
     "--poll",
@@ -118,6 +122,7 @@ def apply(
     receive: str | None,
     size: int | None,
     offset: int,
+    compression: str,
     watch: bool,
     poll: float,
 ) -> int:
@@ -130,7 +135,9 @@ def apply(
     if receive is not None:
         if size is None:
             raise click.UsageError("--receive needs --size")
-        received = receive_action.receive(receiver, receive, size, offset, sys.stdin.buffer)
+        received = receive_action.receive(
+            receiver, receive, size, offset, sys.stdin.buffer, compression
+        )
         click.echo(json.dumps({"format": protocol.FORMAT, "received": received}))
         return ExitCode.OK
     if has_layers:

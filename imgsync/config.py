@@ -14,7 +14,7 @@ import re
 import shlex
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
@@ -96,6 +96,27 @@ def _credential(value: str) -> str:
     return value
 
 
+_RATE = re.compile(r"(\d+(?:\.\d+)?)\s*(k|M|G)?(B|bit)/s")
+_RATE_UNITS = {None: 1, "k": 1e3, "M": 1e6, "G": 1e9}
+
+
+def parse_rate(value: str) -> float:
+    """``"20MB/s"``, ``"100Mbit/s"``, ``"500kB/s"`` → bytes per second."""
+    match = _RATE.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(f"{value!r} is not a rate (like '20MB/s' or '100Mbit/s')")
+    number, prefix, unit = match.groups()
+    rate = float(number) * _RATE_UNITS[prefix] / (8 if unit == "bit" else 1)
+    if rate < 1000:
+        raise ValueError(f"{value!r} is below 1 kB/s")
+    return rate
+
+
+def _rate(value: str) -> str:
+    parse_rate(value)
+    return value
+
+
 def parse_duration(value: str) -> float:
     """``"90s"``, ``"5m"``, ``"1h30m"`` → seconds."""
     match = _DURATION.fullmatch(value.strip())
@@ -140,6 +161,9 @@ class SshConfig(_Section):
     retries: Annotated[StrictInt, Field(ge=0, le=20)] = 2
     retry_wait: Seconds = 2
     passphrase_credential: Annotated[StrictStr, AfterValidator(_credential)] | None = None
+    compression: Literal["none", "zstd"] = "none"
+    compression_level: Annotated[StrictInt, Field(ge=1, le=19)] = 3
+    max_rate: Annotated[StrictStr, AfterValidator(_rate)] | None = None
 
 
 class PeerConfig(_Section):
@@ -157,6 +181,9 @@ class PeerConfig(_Section):
     retries: Annotated[StrictInt, Field(ge=0, le=20)] | None = None
     retry_wait: Seconds | None = None
     passphrase_credential: Annotated[StrictStr, AfterValidator(_credential)] | None = None
+    compression: Literal["none", "zstd"] | None = None
+    compression_level: Annotated[StrictInt, Field(ge=1, le=19)] | None = None
+    max_rate: Annotated[StrictStr, AfterValidator(_rate)] | None = None
     trust_unknown_hosts: StrictBool = False
 
 
@@ -223,7 +250,14 @@ class PeerSettings(BaseModel):
     retries: int
     retry_wait: float
     passphrase_credential: str | None
+    compression: str
+    compression_level: int
+    max_rate: str | None
     trust_unknown_hosts: bool
+
+    @property
+    def max_rate_bytes(self) -> float | None:
+        return parse_rate(self.max_rate) if self.max_rate else None
 
 
 def peer_settings(config: Config, peer: PeerConfig) -> PeerSettings:

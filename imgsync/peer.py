@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import structlog
 
-from imgsync import log, marker, payload, protocol
+from imgsync import log, marker, payload, protocol, wire
 from imgsync.bundledir import marker_name
 from imgsync.config import PeerSettings
 from imgsync.errors import AuthError, HostKeyError, ImgsyncError, RemoteCommandError
@@ -185,7 +185,13 @@ def _send(
     for item, start in ((bundle, offset), (note, 0)):
         argv = [*peer.apply_argv, "--receive", item.name, "--size", str(item.size)]
         argv += ["--offset", str(start)]
-        sent, answer = ssh.send(item, argv, start, peer.apply_timeout)
+        chunks = item.chunks(start)
+        if peer.compression == "zstd" and item is bundle:
+            chunks = wire.encode(chunks, peer.compression_level)
+            argv += ["--compression", "zstd"]
+        sent, answer = ssh.send(
+            item.name, chunks, argv, peer.apply_timeout, max_rate=peer.max_rate_bytes
+        )
         result.bytes_sent += sent
         if answer.exit_status != 0:
             raise RemoteCommandError(

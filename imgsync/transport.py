@@ -12,7 +12,7 @@ from __future__ import annotations
 import shlex
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +27,6 @@ from imgsync.errors import (
     RemoteCommandError,
     TransportError,
 )
-from imgsync.payload import Payload
 from imgsync.signals import Cancelled
 
 SEND_CHUNK = 1024 * 1024
@@ -124,25 +123,31 @@ class SshSession:
 
     def send(
         self,
-        payload: Payload,
+        what: str,
+        chunks: Iterator[bytes],
         argv: Sequence[str],
-        offset: int,
         timeout: float,
+        max_rate: float | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> tuple[int, CommandResult]:
-        """Stream ``payload`` from ``offset`` into the stdin of ``argv`` on the peer;
-        return the bytes sent and the command's result."""
+        """Stream ``chunks`` into the stdin of ``argv`` on the peer, at most ``max_rate``
+        bytes per second; return the bytes sent and the command's result."""
         sent = 0
+        started = time.monotonic()
 
         def feed(channel: paramiko.Channel) -> None:
             nonlocal sent
-            for chunk in payload.chunks(offset):
+            for chunk in chunks:
                 if self.stop.is_set():
-                    raise Cancelled(f"upload of {payload.name} to {self.peer.name} abandoned")
+                    raise Cancelled(f"upload of {what} to {self.peer.name} abandoned")
                 channel.sendall(chunk)
                 sent += len(chunk)
                 if progress is not None:
-                    progress(offset + sent)
+                    progress(sent)
+                if max_rate:  # pace: never ahead of the rate since the start
+                    ahead = sent / max_rate - (time.monotonic() - started)
+                    if ahead > 0 and self.stop.wait(ahead):
+                        raise Cancelled(f"upload of {what} to {self.peer.name} abandoned")
 
         result = self._exec(argv, timeout, feed=feed)  # runs feed: counts ``sent``
         return sent, result

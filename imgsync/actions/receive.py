@@ -14,10 +14,11 @@ import re
 from pathlib import Path
 from typing import BinaryIO
 
-from imgsync import fsutil
+from imgsync import fsutil, wire
 from imgsync.bundledir import BundleDir
 from imgsync.config import ReceiverConfig
 from imgsync.errors import StorageError
+from imgsync.saveformat import Readable
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.(?:tar|marker\.json)")
 _CHUNK = 1024 * 1024
@@ -29,9 +30,18 @@ def check_name(name: str) -> str:
     return name
 
 
-def receive(receiver: ReceiverConfig, name: str, size: int, offset: int, data: BinaryIO) -> int:
-    """Write ``data`` into the inbox as ``name``; return the bytes received."""
+def receive(
+    receiver: ReceiverConfig,
+    name: str,
+    size: int,
+    offset: int,
+    data: BinaryIO,
+    compression: str = "none",
+) -> int:
+    """Write ``data`` (zstd frames, see :mod:`imgsync.wire`, with ``compression``) into
+    the inbox as ``name``; return the bytes received."""
     check_name(name)
+    stream: Readable = wire.Decoder(data) if compression == "zstd" else data
     if not 0 <= offset <= size:
         raise StorageError(f"cannot receive {name} from byte {offset} of {size}")
     inbox = BundleDir(Path(receiver.inbox))
@@ -50,7 +60,7 @@ def receive(receiver: ReceiverConfig, name: str, size: int, offset: int, data: B
                 )
             out.truncate(offset)
             out.seek(offset)
-            received = _copy(data, out, size - offset)
+            received = _copy(stream, out, size - offset)
             out.flush()
             os.fsync(out.fileno())
         if offset + received < size:
@@ -65,7 +75,7 @@ def receive(receiver: ReceiverConfig, name: str, size: int, offset: int, data: B
     return received
 
 
-def _copy(data: BinaryIO, out: BinaryIO, wanted: int) -> int:
+def _copy(data: Readable, out: BinaryIO, wanted: int) -> int:
     received = 0
     while received < wanted:
         chunk = data.read(min(_CHUNK, wanted - received))

@@ -28,6 +28,7 @@ _ALLOWED = {
     "--receive": 1,
     "--size": 1,
     "--offset": 1,
+    "--compression": 1,
 }
 _HEAD_FLAGS = {"--config": 1, "-v": 0, "-vv": 0, "--verbose": 0}
 
