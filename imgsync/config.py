@@ -53,6 +53,27 @@ def _image_ref(value: str) -> str:
     return reference.normalize(value)
 
 
+_GLOB = re.compile(r"[a-z0-9._/:*?\[\]-]{1,255}")
+
+
+def _image_selector(value: str) -> str:
+    """An exact reference (normalized), or a glob over ``repo:tag`` names."""
+    if not any(c in value for c in "*?["):
+        return reference.normalize(value)
+    if not _GLOB.fullmatch(value) or value.startswith("-"):
+        raise ValueError(
+            f"{value!r} is not a valid image reference or pattern "
+            "(lowercase repo:tag with * ? [ ] wildcards)"
+        )
+    return value
+
+
+def _label(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}(=[^\x00-\x1f]{0,256})?", value):
+        raise ValueError(f"{value!r} is not a label selector (key or key=value)")
+    return value
+
+
 def _peer_name(value: str) -> str:
     if not _PEER_NAME.fullmatch(value):
         raise ValueError(
@@ -87,6 +108,13 @@ def _cron(value: str) -> str:
         CronTrigger.from_crontab(value)
     except ValueError as err:
         raise ValueError(f"{value!r} is not a valid cron expression: {err}") from None
+    return value
+
+
+def _listen(value: str) -> str:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} is not host:port")
     return value
 
 
@@ -136,6 +164,8 @@ def _duration(value: str) -> str:
 
 AbsPath = Annotated[StrictStr, AfterValidator(_absolute)]
 ImageRef = Annotated[StrictStr, AfterValidator(_image_ref)]
+ImageSelector = Annotated[StrictStr, AfterValidator(_image_selector)]
+Label = Annotated[StrictStr, AfterValidator(_label)]
 Seconds = Annotated[StrictInt | StrictFloat, Field(gt=0, le=86400)]
 
 
@@ -145,10 +175,18 @@ class _Section(BaseModel):
 
 class SourceConfig(_Section):
     docker_host: StrictStr | None = None
-    images: Annotated[list[ImageRef], Field(min_length=1)]
+    images: list[ImageSelector] = []  # exact references or globs over repo:tag
+    labels: list[Label] = []  # and every tagged image carrying all of these labels
+    pull: StrictBool = False  # docker pull each exact reference before a cycle
     export_dir: AbsPath = "/var/lib/imgsync/export"
     max_parallel_peers: Annotated[StrictInt, Field(ge=1, le=256)] = 4
     keep: Annotated[StrictInt, Field(ge=1, le=100)] = 1
+
+    @model_validator(mode="after")
+    def _something_selected(self) -> SourceConfig:
+        if not self.images and not self.labels:
+            raise ValueError("name images (references or patterns) or labels to distribute")
+        return self
 
 
 class SshConfig(_Section):
@@ -185,6 +223,19 @@ class PeerConfig(_Section):
     compression_level: Annotated[StrictInt, Field(ge=1, le=19)] | None = None
     max_rate: Annotated[StrictStr, AfterValidator(_rate)] | None = None
     trust_unknown_hosts: StrictBool = False
+    mode: Literal["agent", "agentless"] = "agent"  # agentless: only sshd and docker there
+    docker_command: Annotated[StrictStr, AfterValidator(_command)] = "docker"  # agentless
+    images: list[ImageSelector] | None = None  # only these of the source's images
+    groups: list[Annotated[StrictStr, AfterValidator(_peer_name)]] = []
+
+
+class GroupConfig(_Section):
+    images: list[ImageSelector]
+
+
+class MetricsConfig(_Section):
+    listen: Annotated[StrictStr, AfterValidator(_listen)] | None = None  # "127.0.0.1:9477"
+    textfile: AbsPath | None = None  # node-exporter textfile collector
 
 
 class ReceiverConfig(_Section):
@@ -220,6 +271,8 @@ class Config(_Section):
     receiver: ReceiverConfig | None = None
     schedule: ScheduleConfig = ScheduleConfig(interval="5m")
     state: StateConfig = StateConfig()
+    groups: dict[Annotated[str, AfterValidator(_peer_name)], GroupConfig] = {}
+    metrics: MetricsConfig = MetricsConfig()
 
     @model_validator(mode="after")
     def _unique_peer_names(self) -> Config:
@@ -228,6 +281,9 @@ class Config(_Section):
             if peer.name in seen:
                 raise ValueError(f"peer name {peer.name!r} is used twice")
             seen.add(peer.name)
+            unknown = [g for g in peer.groups if g not in self.groups]
+            if unknown:
+                raise ValueError(f"peer {peer.name!r} names unknown groups {unknown}")
         return self
 
 
@@ -254,6 +310,9 @@ class PeerSettings(BaseModel):
     compression_level: int
     max_rate: str | None
     trust_unknown_hosts: bool
+    mode: str
+    docker_argv: tuple[str, ...]
+    images: tuple[str, ...] | None  # selectors: only these of the source's images
 
     @property
     def max_rate_bytes(self) -> float | None:
@@ -273,8 +332,22 @@ def peer_settings(config: Config, peer: PeerConfig) -> PeerSettings:
         inbox=peer.inbox,
         apply_argv=tuple(shlex.split(peer.apply_command)),
         trust_unknown_hosts=peer.trust_unknown_hosts,
+        mode=peer.mode,
+        docker_argv=tuple(shlex.split(peer.docker_command)),
+        images=_peer_images(config, peer),
         **inherited,
     )
+
+
+def _peer_images(config: Config, peer: PeerConfig) -> tuple[str, ...] | None:
+    """The selectors a peer is limited to: its own ``images`` and its groups' (``None``:
+    everything the source distributes)."""
+    if peer.images is None and not peer.groups:
+        return None
+    selectors = list(peer.images or [])
+    for group in peer.groups:
+        selectors += config.groups[group].images
+    return tuple(dict.fromkeys(selectors))
 
 
 def resolve_path(cli_path: str | None) -> Path:
