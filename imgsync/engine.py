@@ -109,6 +109,26 @@ class Engine:
             raise EngineError(f"cannot reach Docker at {self.name} (rmi): {err}") from None
         return True
 
+    def tags(self, labels: list[str] | None = None) -> list[str]:
+        """Every ``repo:tag`` the engine holds (with all of ``labels``, when given)."""
+        filters = {"label": labels} if labels else None
+        found = self._call("list images", self._client.api.images, filters=filters)
+        return sorted(
+            str(tag) for item in found for tag in item.get("RepoTags") or () if "<none>" not in tag
+        )
+
+    def pull(self, reference: str) -> None:
+        repository, _, tag = reference.rpartition(":")
+        stream = self._call(
+            f"pull {reference}", self._client.api.pull, repository, tag=tag, stream=True,
+            decode=True,
+        )  # fmt: skip
+        try:
+            for item in stream:
+                _raise_stream_error(item, f"docker pull {reference} on {self.name}")
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as err:
+            raise EngineError(f"docker pull {reference} on {self.name} failed: {err}") from None
+
     def layer_chains(self) -> set[str]:
         """Chain IDs of every layer the engine holds under some image: what a thin bundle
         may leave out. A layer's chain ID names it together with everything beneath it."""

@@ -6,7 +6,7 @@ import hashlib
 import re
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 VERSION_RE = re.compile(r"sha256:[0-9a-f]{64}")
 SHA256_HEX_RE = re.compile(r"[0-9a-f]{64}")
@@ -98,6 +98,17 @@ class Result:
         data["action"] = str(self.action)
         data["seconds"] = round(self.seconds, 3)
         return data
+
+
+class ProgressSink(Protocol):
+    """Told as bundles move (a terminal's progress bars, metrics); called from the
+    threads that serve the peers."""
+
+    def started(self, peer: str, image: str, total: int) -> None: ...
+
+    def advanced(self, peer: str, image: str, done: int) -> None: ...
+
+    def finished(self, result: Result) -> None: ...
 
 
 @dataclass

@@ -22,7 +22,7 @@ from imgsync import log, marker, payload, protocol, wire
 from imgsync.bundledir import marker_name
 from imgsync.config import PeerSettings
 from imgsync.errors import AuthError, HostKeyError, ImgsyncError, RemoteCommandError
-from imgsync.model import Action, Inventory, Marker, Result, chain_ids
+from imgsync.model import Action, Inventory, Marker, ProgressSink, Result, chain_ids
 from imgsync.payload import Payload
 from imgsync.plan import PlanItem, Step, plan_peer, thin_layers
 from imgsync.signals import Cancelled
@@ -47,6 +47,7 @@ def sync_peer(
     export_errors: dict[str, str],
     export_dir: Path,
     stop: threading.Event,
+    progress: ProgressSink | None = None,
 ) -> list[Result]:
     structlog.contextvars.bind_contextvars(peer=peer.name)
     logger = log.get()
@@ -60,7 +61,7 @@ def sync_peer(
             if not markers:
                 break
             try:
-                _session(peer, markers, export_dir, stop, results)
+                _session(peer, markers, export_dir, stop, results, progress)
                 break
             except ImgsyncError as err:
                 final = isinstance(err, _PERMANENT) or attempt == peer.retries
@@ -75,7 +76,11 @@ def sync_peer(
                     raise Cancelled(f"stopped while waiting to retry {peer.name}") from None
     finally:
         structlog.contextvars.unbind_contextvars("peer")
-    return [results[image] for image in images if image in results]
+    done = [results[image] for image in images if image in results]
+    if progress is not None:
+        for result in done:
+            progress.finished(result)
+    return done
 
 
 def _fail_pending(
@@ -97,6 +102,7 @@ def _session(
     export_dir: Path,
     stop: threading.Event,
     results: dict[str, Result],
+    progress: ProgressSink | None = None,
 ) -> None:
     todo = {
         image: exported
@@ -131,14 +137,14 @@ def _session(
             if item.step is Step.SEND:
                 log.get().info("sending", image=item.image, reason=item.reason)
                 _send(ssh, peer, item.marker, export_dir, inventory, results[item.image],
-                      omitted.get(item.image, ()))  # fmt: skip
+                      omitted.get(item.image, ()), progress)  # fmt: skip
             to_apply.append(item)
         if not to_apply:
             return
         fallback = _apply(ssh, peer, to_apply, results)
         for item in fallback:  # a thin bundle the peer could not use: the full one now
             log.get().warning("thin bundle refused; sending the full one", image=item.image)
-            _send(ssh, peer, item.marker, export_dir, inventory, results[item.image], ())
+            _send(ssh, peer, item.marker, export_dir, inventory, results[item.image], (), progress)
         if fallback:
             _apply(ssh, peer, fallback, results)
 
@@ -163,6 +169,7 @@ def _send(
     inventory: Inventory,
     result: Result,
     omitted: Omitted,
+    progress: ProgressSink | None = None,
 ) -> None:
     """Bundle first, marker last: the peer never sees a marker without its bundle. A thin
     bundle leaves out the layers at ``omitted``; a partial bundle the peer holds is
@@ -189,8 +196,12 @@ def _send(
         if peer.compression == "zstd" and item is bundle:
             chunks = wire.encode(chunks, peer.compression_level)
             argv += ["--compression", "zstd"]
+        advance = None
+        if progress is not None and item is bundle:
+            progress.started(peer.name, exported.reference, item.size - start)
+            advance = partial_progress(progress, peer.name, exported.reference)
         sent, answer = ssh.send(
-            item.name, chunks, argv, peer.apply_timeout, max_rate=peer.max_rate_bytes
+            item.name, chunks, argv, peer.apply_timeout, peer.max_rate_bytes, advance
         )
         result.bytes_sent += sent
         if answer.exit_status != 0:
@@ -198,6 +209,10 @@ def _send(
                 f"peer {peer.name}: receiving {item.name} failed: {answer.last_error_line()}"
             )
     result.seconds += time.monotonic() - started
+
+
+def partial_progress(sink: ProgressSink, peer: str, image: str) -> Callable[[int], None]:
+    return lambda done: sink.advanced(peer, image, done)
 
 
 def _apply(

@@ -17,13 +17,13 @@ from pathlib import Path
 import structlog
 
 from imgsync import config as cfg
-from imgsync import log
+from imgsync import log, selection
 from imgsync.bundledir import BundleDir
 from imgsync.engine import Engine
 from imgsync.errors import ConfigError, ImgsyncError
 from imgsync.export import export_image
 from imgsync.lock import cycle_lock
-from imgsync.model import Action, Marker, Report
+from imgsync.model import Action, Marker, ProgressSink, Report, Result
 from imgsync.peer import sync_peer
 from imgsync.reference import normalize
 from imgsync.signals import Cancelled
@@ -32,53 +32,30 @@ from imgsync.state import StateDB
 
 @dataclass(frozen=True)
 class SyncOptions:
-    images: tuple[str, ...] = ()  # empty: every configured image
+    images: tuple[str, ...] = ()  # empty: every image the source selects
     peers: tuple[str, ...] = ()  # empty: every configured peer
     wait: bool = True
     stop: threading.Event | None = None  # set by SIGTERM: abandon the cycle (Cancelled)
+    progress: ProgressSink | None = None
 
 
 def run(config: cfg.Config, config_path: Path, options: SyncOptions) -> Report:
     source = cfg.require_source(config, config_path)
-    images = _select_images(source.images, options.images, config_path)
+    wanted = _wanted_images(options.images, config_path)
     peers = _select_peers(config, options.peers, config_path)
     state_path = Path(config.state.path)
-    with cycle_lock(state_path.with_name("imgsync.lock"), wait=options.wait, stop=options.stop):
-        return _cycle(config, source, images, peers, state_path, options.stop or threading.Event())
-
-
-def _cycle(
-    config: cfg.Config,
-    source: cfg.SourceConfig,
-    images: list[str],
-    peers: list[cfg.PeerSettings],
-    state_path: Path,
-    stop: threading.Event,
-) -> Report:
-    started = time.monotonic()
-    run_id = uuid.uuid4().hex[:12]
-    structlog.contextvars.bind_contextvars(run_id=run_id)
-    logger = log.get()
-    state = StateDB(state_path)
-    try:
-        markers, export_errors = _export_all(source, images, state, stop)
-        with ThreadPoolExecutor(max_workers=source.max_parallel_peers) as pool:
-            per_peer = list(
-                pool.map(
-                    lambda p: sync_peer(
-                        p, images, markers, export_errors, Path(source.export_dir), stop
-                    ),
-                    peers,
-                )
-            )
-        report = Report([r for results in per_peer for r in results])
-        state.record_results(run_id, report.results)
-    finally:
-        state.close()
-        structlog.contextvars.unbind_contextvars("run_id")
+    stop = options.stop or threading.Event()
+    with cycle_lock(state_path.with_name("imgsync.lock"), wait=options.wait, stop=stop):
+        started = time.monotonic()
+        run_id = uuid.uuid4().hex[:12]
+        structlog.contextvars.bind_contextvars(run_id=run_id)
+        try:
+            report = _cycle(source, wanted, peers, state_path, stop, options.progress, run_id)
+        finally:
+            structlog.contextvars.unbind_contextvars("run_id")
     report.seconds = time.monotonic() - started
     counts = {a.value: sum(r.action is a for r in report.results) for a in Action}
-    logger.info(
+    log.get().info(
         "cycle finished",
         run_id=run_id,
         seconds=round(report.seconds, 2),
@@ -88,52 +65,95 @@ def _cycle(
     return report
 
 
+def _cycle(
+    source: cfg.SourceConfig,
+    wanted: list[str],
+    peers: list[cfg.PeerSettings],
+    state_path: Path,
+    stop: threading.Event,
+    progress: ProgressSink | None,
+    run_id: str,
+) -> Report:
+    state = StateDB(state_path)
+    engine = Engine(source.docker_host)
+    try:
+        if source.pull:
+            selection.pull(engine, source)
+        images = _chosen(selection.resolve(engine, source), wanted)
+        per_peer = {p.name: selection.for_peer(images, p.images) for p in peers}
+        needed = [i for i in images if any(i in mine for mine in per_peer.values())]
+        markers, export_errors = _export_all(engine, source, needed, state, stop)
+    finally:
+        engine.close()
+    try:
+        export_dir = Path(source.export_dir)
+
+        def serve(peer: cfg.PeerSettings) -> list[Result]:
+            mine = per_peer[peer.name]
+            return sync_peer(
+                peer, mine,
+                {i: m for i, m in markers.items() if i in mine},
+                {i: e for i, e in export_errors.items() if i in mine},
+                export_dir, stop, progress,
+            )  # fmt: skip
+
+        with ThreadPoolExecutor(max_workers=source.max_parallel_peers) as pool:
+            report = Report([r for results in pool.map(serve, peers) for r in results])
+        state.record_results(run_id, report.results)
+    finally:
+        state.close()
+    return report
+
+
 def _export_all(
-    source: cfg.SourceConfig, images: list[str], state: StateDB, stop: threading.Event
+    engine: Engine,
+    source: cfg.SourceConfig,
+    images: list[str],
+    state: StateDB,
+    stop: threading.Event,
 ) -> tuple[dict[str, Marker], dict[str, str]]:
     bundles = BundleDir(Path(source.export_dir))
     bundles.create()
     bundles.clean_temp()
     markers: dict[str, Marker] = {}
     errors: dict[str, str] = {}
-    try:
-        engine = Engine(source.docker_host)
-    except ImgsyncError as err:
-        return {}, {image: f"source: {err}" for image in images}
-    try:
-        for image in images:
-            if stop.is_set():
-                raise Cancelled("stopped before exporting " + image)
-            try:
-                exported, fresh = export_image(engine, bundles, image, source.keep)
-            except ImgsyncError as err:
-                log.get().error("export failed", image=image, error=str(err))
-                errors[image] = f"source: {err}"
-                continue
-            markers[image] = exported
-            if fresh:
-                state.record_export(exported)
-    finally:
-        engine.close()
+    for image in images:
+        if stop.is_set():
+            raise Cancelled("stopped before exporting " + image)
+        try:
+            exported, fresh = export_image(engine, bundles, image, source.keep)
+        except ImgsyncError as err:
+            log.get().error("export failed", image=image, error=str(err))
+            errors[image] = f"source: {err}"
+            continue
+        markers[image] = exported
+        if fresh:
+            state.record_export(exported)
     return markers, errors
 
 
-def _select_images(configured: list[str], wanted: tuple[str, ...], path: Path) -> list[str]:
-    if not wanted:
-        return list(configured)
+def _wanted_images(wanted: tuple[str, ...], path: Path) -> list[str]:
     chosen, problems = [], []
     for raw in wanted:
         try:
-            image = normalize(raw)
+            chosen.append(normalize(raw))
         except ValueError as err:
             problems.append(f"--image: {err}")
-            continue
-        if image not in configured:
-            problems.append(f"--image {raw}: not in source.images")
-        chosen.append(image)
     if problems:
         raise ConfigError(f"config {path}", problems)
-    return [image for image in configured if image in chosen]
+    return chosen
+
+
+def _chosen(images: list[str], wanted: list[str]) -> list[str]:
+    """``--image``: only these, each of which the source must select."""
+    if not wanted:
+        return images
+    unknown = [w for w in wanted if w not in images]
+    if unknown:
+        raise ConfigError(
+            "--image", [f"{w}: not selected by source.images or source.labels" for w in unknown]
+        )
+    return [image for image in images if image in wanted]
 
 
 def _select_peers(
