@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from imgsync import __version__, log, output, protocol
+from imgsync import __version__, log, metrics, output, progress, protocol
 from imgsync import config as cfg
 from imgsync.actions import apply as apply_action
 from imgsync.actions import daemon as daemon_action
@@ -66,16 +66,49 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     is_flag=True,
     help=f"Exit {ExitCode.LOCKED.value} instead of waiting for a running cycle.",
 )
+@click.option(
+    "--dry-run", is_flag=True, help="Only say what would be exported and sent; change nothing."
+)
 @click.pass_obj
 def sync(
-    obj: _Context, images: tuple[str, ...], peers: tuple[str, ...], as_json: bool, no_wait: bool
+    obj: _Context,
+    images: tuple[str, ...],
+    peers: tuple[str, ...],
+    as_json: bool,
+    no_wait: bool,
+    dry_run: bool,
 ) -> int:
     """Run one cycle: export what changed, send each peer what it lacks, apply it."""
     config = obj.load()
-    options = sync_action.SyncOptions(images=images, peers=peers, wait=not no_wait)
-    report = sync_action.run(config, obj.config_path, options)
+    if dry_run:
+        planned = sync_action.dry_run(config, obj.config_path, images, peers)
+        lines = (
+            [json.dumps(planned.to_json_dict(), indent=2)]
+            if as_json
+            else (output.dry_run_lines(planned))
+        )
+        for line in lines:
+            click.echo(line)
+        return ExitCode.OK if planned.ok else ExitCode.FAILED
+    stats = metrics.Metrics.resumed(config.metrics) if config.metrics.textfile else None
+    console = progress.make_console() if not as_json and progress.wanted() else None
+    try:
+        with progress.bars(console) as bars:  # live bars only on a terminal, never with --json
+            sink = progress.tee(bars, stats.sink() if stats else None)
+            options = sync_action.SyncOptions(
+                images=images, peers=peers, wait=not no_wait, progress=sink
+            )
+            report = sync_action.run(config, obj.config_path, options)
+    except ImgsyncError as err:
+        if stats is not None and err.exit_code is ExitCode.FAILED:  # a cycle that broke off
+            stats.finish(config.metrics, None)
+        raise
+    if stats is not None:
+        stats.finish(config.metrics, report)  # [metrics] textfile
     if as_json:
         click.echo(output.sync_json(report))
+    elif console is not None:
+        progress.print_summary(console, report)
     else:
         for line in output.sync_lines(report):
             click.echo(line)

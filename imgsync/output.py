@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from imgsync.actions.dryrun import DryRun
 from imgsync.model import Action, ApplyOutcome, Report
 
 _UNITS = ("B", "kB", "MB", "GB", "TB")
@@ -57,3 +58,17 @@ def apply_lines(outcomes: list[ApplyOutcome]) -> list[str]:
         f"{o.error or f'{o.seconds:.1f}s'}"
         for o in outcomes
     ]
+
+
+def dry_run_lines(planned: DryRun) -> list[str]:
+    lines = [f"would export: {', '.join(planned.exports) or 'nothing'}"]
+    peer_width = max((len(r.peer) for r in planned.results), default=4)
+    image_width = max((len(r.image) for r in planned.results), default=5)
+    for r in planned.results:
+        detail = r.error or (f"~{human_bytes(r.bytes)} ({r.transfer})" if r.transfer else "")
+        lines.append(f"{r.peer:<{peer_width}}  {r.image:<{image_width}}  {r.action:<11}  "
+                     f"{short(r.version):<12}  {detail}".rstrip())  # fmt: skip
+    total = sum(r.bytes for r in planned.results)
+    moving = sum(r.action == "would-send" for r in planned.results)
+    lines.append(f"dry run: {moving} to send, ~{human_bytes(total)}; nothing was changed")
+    return lines

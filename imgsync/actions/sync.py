@@ -18,6 +18,7 @@ import structlog
 
 from imgsync import config as cfg
 from imgsync import log, selection
+from imgsync.actions import dryrun
 from imgsync.bundledir import BundleDir
 from imgsync.engine import Engine
 from imgsync.errors import ConfigError, ImgsyncError
@@ -63,6 +64,15 @@ def run(config: cfg.Config, config_path: Path, options: SyncOptions) -> Report:
         **counts,
     )
     return report
+
+
+def dry_run(
+    config: cfg.Config, config_path: Path, images: tuple[str, ...], peers: tuple[str, ...]
+) -> dryrun.DryRun:
+    """What a cycle would do, with nothing exported, sent, applied or recorded."""
+    source = cfg.require_source(config, config_path)
+    wanted = _wanted_images(images, config_path)
+    return dryrun.run(source, wanted, _select_peers(config, peers, config_path))
 
 
 def _cycle(
