@@ -82,6 +82,14 @@ def _peer_name(value: str) -> str:
     return value
 
 
+def _group_name(value: str) -> str:
+    if not _PEER_NAME.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a valid group name (letters, digits, '.', '_', '-'; at most 63)"
+        )
+    return value
+
+
 def _host(value: str) -> str:
     if not _HOST.fullmatch(value):
         raise ValueError(f"{value!r} is not a valid host name or address")
@@ -166,7 +174,7 @@ AbsPath = Annotated[StrictStr, AfterValidator(_absolute)]
 ImageRef = Annotated[StrictStr, AfterValidator(_image_ref)]
 ImageSelector = Annotated[StrictStr, AfterValidator(_image_selector)]
 Label = Annotated[StrictStr, AfterValidator(_label)]
-Seconds = Annotated[StrictInt | StrictFloat, Field(gt=0, le=86400)]
+Seconds = Annotated[StrictFloat, Field(gt=0, le=86400)]  # strict: ints pass, strings do not
 
 
 class _Section(BaseModel):
@@ -226,7 +234,7 @@ class PeerConfig(_Section):
     mode: Literal["agent", "agentless"] = "agent"  # agentless: only sshd and docker there
     docker_command: Annotated[StrictStr, AfterValidator(_command)] = "docker"  # agentless
     images: list[ImageSelector] | None = None  # only these of the source's images
-    groups: list[Annotated[StrictStr, AfterValidator(_peer_name)]] = []
+    groups: list[Annotated[StrictStr, AfterValidator(_group_name)]] = []
 
 
 class GroupConfig(_Section):
@@ -271,7 +279,7 @@ class Config(_Section):
     receiver: ReceiverConfig | None = None
     schedule: ScheduleConfig = ScheduleConfig(interval="5m")
     state: StateConfig = StateConfig()
-    groups: dict[Annotated[str, AfterValidator(_peer_name)], GroupConfig] = {}
+    groups: dict[Annotated[str, AfterValidator(_group_name)], GroupConfig] = {}
     metrics: MetricsConfig = MetricsConfig()
 
     @model_validator(mode="after")

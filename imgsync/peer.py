@@ -61,7 +61,12 @@ def sync_peer(
             if not markers:
                 break
             try:
-                _session(peer, markers, export_dir, stop, results, progress)
+                if peer.mode == "agentless":  # no imgsync there: the source does its part
+                    from imgsync.agentless import session as agentless_session
+
+                    agentless_session(peer, markers, export_dir, stop, results, progress)
+                else:
+                    _session(peer, markers, export_dir, stop, results, progress)
                 break
             except ImgsyncError as err:
                 final = isinstance(err, _PERMANENT) or attempt == peer.retries

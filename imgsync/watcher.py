@@ -10,10 +10,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from imgsync import log
+from imgsync import log, selection
 from imgsync.engine import Engine, ImageEvents
 from imgsync.errors import EngineError
-from imgsync.reference import familiar
 
 # Events that can change what a reference points at. A load or import names the image by
 # ID, and the tag events that follow name the reference.
@@ -22,8 +21,15 @@ _ANY = {"load", "import"}
 _MAX_BACKOFF = 30.0
 
 
-def is_relevant(action: str, name: str, images: frozenset[str]) -> bool:
-    return action in _ANY or (action in _BY_NAME and name in images)
+def is_relevant(action: str, name: str, selectors: tuple[str, ...], by_label: bool) -> bool:
+    """A load or import always counts (it names an ID); a tag or pull counts when its
+    name is selected — by a reference or pattern, or possibly by a label (the event does
+    not say which labels the image has, so any tag counts then)."""
+    if action in _ANY:
+        return True
+    if action not in _BY_NAME:
+        return False
+    return by_label or any(selection.match(s, name) for s in selectors)
 
 
 class EventWatcher:
@@ -33,9 +39,11 @@ class EventWatcher:
         images: list[str],
         debounce: float,
         on_change: Callable[[], None],
+        labels: list[str] | None = None,
     ) -> None:
         self._docker_host = docker_host
-        self._images = frozenset(name for ref in images for name in (ref, familiar(ref)))
+        self._selectors = tuple(images)
+        self._by_label = bool(labels)
         self._debounce = debounce
         self._on_change = on_change
         self._halt = threading.Event()
@@ -72,7 +80,7 @@ class EventWatcher:
                 logger.info("following image events", engine=engine.name)
                 backoff = 1.0
                 for action, name in events:
-                    if is_relevant(action, name, self._images):
+                    if is_relevant(action, name, self._selectors, self._by_label):
                         logger.info("image changed", action=action, name=name)
                         self._bump()
                 raise EngineError("event stream ended")

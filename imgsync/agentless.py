@@ -1,0 +1,253 @@
+"""One agentless peer's part of a cycle (``mode = "agentless"``): the peer runs only sshd
+and Docker, no imgsync, so the source does the peer's part itself over SSH.
+
+Every step is one command run as an argv (quoted word by word, no shell string), using
+only the peer's ``docker_command`` and coreutils:
+
+1. ``docker image inspect --format {{.Id}} -- REF`` per image; the peer runs the
+   marker's version → ``unchanged``, nothing is sent.
+2. ``mkdir -p INBOX``, then the bundle streamed as the stdin of
+   ``dd of=INBOX/.part-NAME bs=1M conv=fsync status=none``.
+3. ``stat`` and ``sha256sum`` of ``.part-NAME`` on the peer, compared with the marker's
+   size and sha256 *before* anything is loaded: a mismatch removes the file and fails the
+   image, the running image untouched. The marker comes from the source's own checked
+   export, so matching it means the bundle is that export, byte for byte. Then
+   ``mv -f .part-NAME NAME`` (an atomic rename in the inbox).
+4. ``docker load -q -i INBOX/NAME``, then ``inspect`` again: the reference must now be the
+   marker's version; if not, the image it named before is tagged back and the image fails.
+
+What differs from a peer with the agent:
+
+- **Full bundles only**: there is no layer inventory to ask, so no thin bundles.
+- **Sent raw**: ``dd`` cannot inflate zstd, so ``compression`` is ignored (``max_rate`` holds).
+- **No resume and no inbox copies**: an upload cut off is sent again from the start (``dd``
+  truncates ``.part-NAME``), and the bundle is removed once loaded or refused.
+- The SSH user must be allowed to run ``docker_command`` (e.g. ``sudo docker`` or
+  ``docker -H unix:///…``), so the key cannot be locked to ``imgsync serve``.
+
+A command that fails for one image fails that image; a failing link fails the peer, and
+:func:`imgsync.peer.sync_peer` retries it. So does a ``docker_command`` that cannot even
+inspect: nothing can be done on that peer.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from imgsync import log, payload
+from imgsync.config import PeerSettings
+from imgsync.errors import EngineError, RemoteCommandError, StorageError, VerificationError
+from imgsync.fsutil import PARTIAL_PREFIX
+from imgsync.model import VERSION_RE, Action, Marker, ProgressSink, Result
+from imgsync.transport import CommandResult, SshSession
+
+_IMAGE_ERRORS = (EngineError, StorageError, VerificationError)  # fail one image, not the peer
+_SHA256SUM = re.compile(r"\\?([0-9a-f]{64})\s")  # GNU prefixes "\" when it escapes the name
+
+
+class Shell(Protocol):
+    """What this module needs of :class:`SshSession` (a fake in the unit tests)."""
+
+    def run(self, argv: Sequence[str], timeout: float) -> CommandResult: ...
+
+    def send(
+        self,
+        what: str,
+        chunks: Iterator[bytes],
+        argv: Sequence[str],
+        timeout: float,
+        max_rate: float | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[int, CommandResult]: ...
+
+
+def session(
+    peer: PeerSettings,
+    markers: dict[str, Marker],
+    export_dir: Path,
+    stop: threading.Event,
+    results: dict[str, Result],
+    progress: ProgressSink | None = None,
+) -> None:
+    """:func:`imgsync.peer._session` for an agentless peer (same arguments, same contract:
+    ``results`` filled in as it goes, a transport failure raised)."""
+    with SshSession(peer, stop) as ssh:
+        run(ssh, peer, markers, export_dir, results, progress)
+
+
+def run(
+    ssh: Shell,
+    peer: PeerSettings,
+    markers: dict[str, Marker],
+    export_dir: Path,
+    results: dict[str, Result],
+    progress: ProgressSink | None = None,
+) -> None:
+    remote = _Remote(ssh, peer)
+    todo = {
+        image: exported
+        for image, exported in markers.items()
+        if image not in results or results[image].action is Action.FAILED
+    }
+    running = {image: remote.image_id(image) for image in todo}
+    inbox_ready = False
+    for image, exported in todo.items():
+        if running[image] == exported.version:
+            results[image] = Result(peer.name, image, exported.version, Action.UNCHANGED)
+            continue
+        earlier = results.get(image)
+        result = results[image] = Result(
+            peer.name, image, exported.version, Action.FAILED,
+            bytes_sent=earlier.bytes_sent if earlier else 0, transfer="full",
+        )  # fmt: skip
+        started = time.monotonic()
+        try:
+            if not inbox_ready:
+                remote.check(["mkdir", "-p", "--", peer.inbox], StorageError, "creating the inbox")
+                inbox_ready = True
+            log.get().info("sending (agentless)", image=image, running=running[image])
+            source_file = export_dir / exported.bundle
+            _deliver(remote, exported, source_file, result, running[image], progress)
+        except _IMAGE_ERRORS as err:
+            log.get().error("agentless apply failed", image=image, error=str(err))
+            result.error = f"peer {peer.name}: {err}"
+        else:
+            result.action = Action.LOADED
+            log.get().info("loaded", image=image, version=exported.version)
+        result.seconds += time.monotonic() - started
+
+
+def _deliver(
+    remote: _Remote,
+    exported: Marker,
+    source_file: Path,
+    result: Result,
+    before: str | None,
+    progress: ProgressSink | None,
+) -> None:
+    """Send, verify, rename, load, check; the bundle is removed on the peer whatever the
+    outcome (unless the link itself fails)."""
+    part = f"{remote.peer.inbox}/{PARTIAL_PREFIX}{exported.bundle}"
+    final = f"{remote.peer.inbox}/{exported.bundle}"
+    try:
+        result.bytes_sent += remote.upload(exported, source_file, part, progress)
+        remote.verify(exported, part)
+        remote.check(["mv", "-f", "--", part, final], StorageError, f"renaming {part}")
+        remote.load(exported, final, before)
+    except _IMAGE_ERRORS:
+        remote.remove(part, final)
+        raise
+    remote.remove(final)
+
+
+class _Remote:
+    """The commands run on one agentless peer."""
+
+    def __init__(self, ssh: Shell, peer: PeerSettings) -> None:
+        self.ssh, self.peer = ssh, peer
+        self.docker = list(peer.docker_argv)
+
+    def _run(self, argv: Sequence[str]) -> CommandResult:
+        return self.ssh.run(argv, timeout=self.peer.apply_timeout)
+
+    def check(self, argv: Sequence[str], error: type[Exception], doing: str) -> CommandResult:
+        answer = self._run(argv)
+        if answer.exit_status != 0:
+            status, why = answer.exit_status, answer.last_error_line()
+            raise error(f"{doing} failed ({argv[0]} exited {status}): {why}")
+        return answer
+
+    def image_id(self, reference: str) -> str | None:
+        """The image ID under ``reference`` (``None``: no such image). A docker command that
+        cannot answer fails the peer: no step can work there."""
+        inspect = ["image", "inspect", "--format", "{{.Id}}", "--", reference]
+        answer = self._run([*self.docker, *inspect])
+        text = answer.stdout.decode("utf-8", "replace").strip()
+        if answer.exit_status == 0 and VERSION_RE.fullmatch(text):
+            return text
+        if answer.exit_status == 1 and b"no such image" in answer.stderr.lower():
+            return None
+        if answer.exit_status == 0:
+            what = f"answered {text[:80]!r}"
+        else:
+            what = f"exited {answer.exit_status}: {answer.last_error_line()}"
+        raise RemoteCommandError(
+            f"peer {self.peer.name}: docker command {shlex.join(self.docker)!r} cannot inspect "
+            f"{reference}: it {what}"
+        )
+
+    def upload(
+        self, exported: Marker, source_file: Path, part: str, progress: ProgressSink | None
+    ) -> int:
+        bundle = payload.FilePayload(exported.bundle, source_file)
+        advance = None
+        if progress is not None:
+            progress.started(self.peer.name, exported.reference, bundle.size)
+            sink, peer, image = progress, self.peer.name, exported.reference
+            advance = lambda done: sink.advanced(peer, image, done)  # noqa: E731
+        argv = ["dd", f"of={part}", "bs=1M", "conv=fsync", "status=none"]
+        timeout, rate = self.peer.apply_timeout, self.peer.max_rate_bytes
+        sent, answer = self.ssh.send(exported.bundle, bundle.chunks(), argv, timeout, rate, advance)
+        if answer.exit_status != 0:
+            raise StorageError(
+                f"writing {part} failed (dd exited {answer.exit_status}): "
+                f"{answer.last_error_line()}"
+            )
+        return sent
+
+    def verify(self, exported: Marker, part: str) -> None:
+        """Size and sha256 of the uploaded file, on the peer, against the marker."""
+        name = exported.bundle
+        text = self.check(["stat", "-c", "%s", "--", part], StorageError, f"stat {part}").stdout
+        size = text.decode("utf-8", "replace").strip()
+        if size != str(exported.size):
+            raise VerificationError(
+                f"bundle {name} arrived with {size} bytes, its marker says {exported.size}; "
+                f"removed, {exported.reference} left as it was"
+            )
+        answer = self.check(["sha256sum", "--", part], StorageError, f"sha256sum {part}")
+        match = _SHA256SUM.match(answer.stdout.decode("utf-8", "replace"))
+        if match is None:
+            raise StorageError(f"sha256sum {part} gave no digest: {answer.stdout[:100]!r}")
+        if match[1] != exported.sha256:
+            raise VerificationError(
+                f"bundle {name} arrived with sha256 {match[1][:16]}…, its marker says "
+                f"{exported.sha256[:16]}… (corrupted or tampered); removed, "
+                f"{exported.reference} left as it was"
+            )
+
+    def load(self, exported: Marker, final: str, before: str | None) -> None:
+        """``docker load`` the bundle; the reference must then be the marker's version, or
+        the image it named before is tagged back."""
+        reference = exported.reference
+        answer = self._run([*self.docker, "load", "--quiet", "--input", final])
+        after = self.image_id(reference)
+        if after == exported.version:
+            return  # even if the CLI complained: the engine runs what was asked for
+        if before is not None and after != before:
+            back = f"tagging {before[:19]} back as {reference}"
+            self.check([*self.docker, "tag", "--", before, reference], EngineError, back)
+        kept = "the previous image was kept" if before else "nothing ran under it before"
+        if answer.exit_status != 0:
+            raise EngineError(
+                f"docker load of {exported.bundle} failed (exit {answer.exit_status}): "
+                f"{answer.last_error_line()}; {kept}"
+            )
+        raise VerificationError(
+            f"after loading {exported.bundle}, {reference} is {after}, not "
+            f"{exported.version}; {kept}"
+        )
+
+    def remove(self, *paths: str) -> None:
+        """Best effort: a file left behind is overwritten by the next upload of its name."""
+        answer = self._run(["rm", "-f", "--", *paths])
+        if answer.exit_status != 0:
+            log.get().warning(
+                "bundle not removed", paths=list(paths), error=answer.last_error_line()
+            )
