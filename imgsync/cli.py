@@ -17,9 +17,12 @@ import click
 from imgsync import __version__, log, metrics, output, progress, protocol
 from imgsync import config as cfg
 from imgsync.actions import apply as apply_action
+from imgsync.actions import check as check_action
+from imgsync.actions import checklist
 from imgsync.actions import daemon as daemon_action
 from imgsync.actions import receive as receive_action
 from imgsync.actions import serve as serve_action
+from imgsync.actions import status as status_action
 from imgsync.actions import sync as sync_action
 from imgsync.errors import ExitCode, ImgsyncError
 from imgsync.reference import InvalidReference, normalize
@@ -182,7 +185,8 @@ def apply(
         return ExitCode.OK
     if inventory:
         found = apply_action.inventory(receiver, wanted, clean=clean_temp)
-        click.echo(protocol.dump_inventory(found))
+        facts = None if wanted else check_action.peer_facts(receiver)  # what `check` asks
+        click.echo(protocol.dump_inventory(found, facts))
         return ExitCode.OK
     outcomes = apply_action.run(receiver, wanted)
     if as_json:
@@ -212,6 +216,28 @@ def daemon(ctx: click.Context) -> int:
     obj: _Context = ctx.obj
     daemon_action.Daemon(obj.config_path, obj.load()).serve()
     return ExitCode.OK
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with every row.")
+@click.pass_obj
+def status(obj: _Context, as_json: bool) -> int:
+    """What each peer runs as the last sync saw it, and whether it is current (no network)."""
+    rows = status_action.run(obj.load(), obj.config_path)
+    lines = [status_action.to_json(rows)] if as_json else status_action.lines(rows)
+    for line in lines:
+        click.echo(line)
+    return ExitCode.OK if status_action.all_current(rows) else ExitCode.FAILED
+
+
+@cli.command()
+@click.pass_obj
+def check(obj: _Context) -> int:
+    """Check every peer (SSH, host key, key, imgsync, Docker, inbox); say how to fix it."""
+    checks = check_action.run(obj.load(), obj.config_path)
+    for line in checklist.lines(checks):
+        click.echo(line)
+    return ExitCode.OK if all(c.ok for c in checks) else ExitCode.FAILED
 
 
 def main(argv: list[str] | None = None) -> int:

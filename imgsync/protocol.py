@@ -5,13 +5,20 @@ and plain (apply what landed), both with ``--json``. This module writes and read
 documents; a peer's answer is checked field by field before the source believes it.
 The inventory also carries ``inbox_free``, the bytes free in the peer's inbox (``null``
 from a peer that does not say), so the source sends nothing that cannot fit.
+Every inventory names the peer's ``imgsync_version``; a bare one (no ``--image``: what
+``imgsync check`` asks) also its ``engine`` (``version``, ``store``) and whether imgsync
+can write in the inbox (``inbox_writable``). Older peers say none of these.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from imgsync import __version__
 from imgsync.model import SHA256_HEX_RE, VERSION_RE, Action, ApplyOutcome, Inventory, PeerImage
 
 FORMAT = 1
@@ -21,7 +28,7 @@ class ProtocolError(ValueError):
     """A peer's answer that is not what the protocol says (caught by the sync action)."""
 
 
-def dump_inventory(inventory: Inventory) -> str:
+def dump_inventory(inventory: Inventory, facts: Mapping[str, Any] | None = None) -> str:
     images = {
         ref: {"running": item.running, "inbox": item.inbox}
         for ref, item in inventory.images.items()
@@ -35,8 +42,44 @@ def dump_inventory(inventory: Inventory) -> str:
             "images": images,
             "inbox_free": inventory.inbox_free,
             "partials": partials,
+            "imgsync_version": __version__,
+            **(facts or {}),
         }
     )
+
+
+@dataclass(frozen=True)
+class PeerFacts:
+    """What an inventory says about the peer itself (``None``: it did not say)."""
+
+    imgsync_version: str | None = None
+    engine_version: str | None = None
+    store: str | None = None
+    inbox_writable: bool | None = None
+    inbox_free: int | None = None
+
+
+def load_facts(raw: bytes) -> PeerFacts:
+    """The peer's own facts in an inventory, each one dropped when it is malformed."""
+    data = _object(raw)
+    engine: dict[str, Any] = data.get("engine") or {}
+    if not isinstance(engine, dict):
+        engine = {}
+    free, writable = data.get("inbox_free"), data.get("inbox_writable")
+    return PeerFacts(
+        imgsync_version=_text(data.get("imgsync_version")),
+        engine_version=_text(engine.get("version")),
+        store=_text(engine.get("store")),
+        inbox_writable=writable if isinstance(writable, bool) else None,
+        inbox_free=free if type(free) is int and free >= 0 else None,
+    )
+
+
+def _text(value: Any) -> str | None:
+    """A short printable string from a peer, or ``None``."""
+    if not isinstance(value, str) or not value:
+        return None
+    return re.sub(r"[^\x20-\x7e]", "?", value[:80])
 
 
 def load_inventory(raw: bytes) -> Inventory:

@@ -10,7 +10,9 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from imgsync import fsutil
 from imgsync.errors import StateError
@@ -49,7 +51,55 @@ CREATE TABLE peer_images (
 """
 
 
+@dataclass(frozen=True)
+class PairRecord:
+    """What the DB knows of one peer x image (``imgsync status``): its latest result, what
+    the peer ran at its last success, and its latest result that moved bytes."""
+
+    peer: str
+    reference: str
+    last_at: float
+    last_action: str
+    last_error: str | None
+    last_version: str | None  # the version that result was about (what the source had)
+    running: str | None  # the peer's version at its last success (None: never)
+    last_success: float | None
+    bytes_sent: int | None  # None: no result moved any bytes yet
+    seconds: float | None
+
+
+_PAIRS = """
+WITH ranked AS (
+    SELECT peer, reference, at, action, error, version, bytes_sent, seconds,
+        row_number() OVER (PARTITION BY peer, reference ORDER BY at DESC, rowid DESC) AS n,
+        row_number() OVER (
+            PARTITION BY peer, reference, bytes_sent > 0 ORDER BY at DESC, rowid DESC) AS m
+    FROM results)
+SELECT last.peer, last.reference, last.at, last.action, last.error, last.version,
+    seen.version, seen.updated_at, moved.bytes_sent, moved.seconds
+FROM ranked AS last
+LEFT JOIN peer_images AS seen ON seen.peer = last.peer AND seen.reference = last.reference
+LEFT JOIN ranked AS moved ON moved.peer = last.peer AND moved.reference = last.reference
+    AND moved.bytes_sent > 0 AND moved.m = 1
+WHERE last.n = 1
+ORDER BY last.peer, last.reference
+"""
+
+
 class StateDB:
+    @classmethod
+    def existing(cls, path: Path) -> StateDB | None:
+        """The DB at ``path`` for reading, or ``None`` when there is none yet: a reader
+        (``imgsync status``, perhaps as another user) creates nothing."""
+        try:
+            if not path.stat().st_size:
+                return None
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise StateError(f"state DB {path}: {err.strerror}") from None
+        return cls(path)
+
     def __init__(self, path: Path) -> None:
         self.path = path
         fsutil.ensure_dir(path.parent, mode=0o750)
@@ -132,6 +182,23 @@ class StateDB:
             "SELECT reference, version FROM peer_images WHERE peer = ?", (peer,)
         ).fetchall()
         return {reference: version for reference, version in rows}
+
+    def latest_exports(self) -> dict[str, tuple[str, float]]:
+        """Per reference, the version exported last and when."""
+        rows = self._read(
+            "SELECT reference, version, max(exported_at) FROM exports GROUP BY reference"
+        )
+        return {str(ref): (str(version), float(at)) for ref, version, at in rows}
+
+    def pair_records(self) -> list[PairRecord]:
+        """Every peer x image any sync recorded a result for."""
+        return [PairRecord(*row) for row in self._read(_PAIRS)]
+
+    def _read(self, sql: str) -> list[Any]:
+        try:
+            return list(self._db.execute(sql).fetchall())
+        except sqlite3.DatabaseError as err:
+            raise StateError(f"state DB {self.path}: cannot read: {err}") from None
 
     def _write(self, sql: str, rows: list[tuple[object, ...]]) -> None:
         if not rows:

@@ -21,7 +21,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from imgsync import config as cfg
-from imgsync import log, systemd
+from imgsync import log, metrics, systemd
 from imgsync.actions import sync as sync_action
 from imgsync.errors import ImgsyncError
 from imgsync.model import Action
@@ -62,8 +62,11 @@ class Daemon:
         self.watcher: EventWatcher | None = None
         self.logger = log.get().bind(component="daemon")
         self.heartbeat = time.monotonic()
+        self.metrics = metrics.Metrics.resumed(config.metrics)
+        self.endpoint = metrics.Endpoint(self.metrics)
 
     def serve(self) -> None:
+        self.endpoint.follow(self.config.metrics)  # [metrics] listen; cannot bind: exit 2
         self.scheduler.start()
         self._follow(self.config)
         self.cycle_due.set()  # one cycle at start
@@ -88,6 +91,7 @@ class Daemon:
             systemd.stopping("stopping")
             self._unfollow()
             self.scheduler.shutdown(wait=False)
+            self.endpoint.close()
             self.logger.info("daemon stopped")
 
     def _watchdog(self, interval: float) -> None:
@@ -101,13 +105,15 @@ class Daemon:
                 systemd.watchdog()
 
     def _cycle(self) -> None:
-        options = sync_action.SyncOptions(stop=self.stop)
+        options = sync_action.SyncOptions(stop=self.stop, progress=self.metrics.sink())
         try:
             report = sync_action.run(self.config, self.config_path, options)
         except ImgsyncError as err:
             self.logger.error("cycle failed", error=str(err))
+            self.metrics.finish(self.config.metrics, None)
             systemd.status(f"last cycle failed: {err}")
             return
+        self.metrics.finish(self.config.metrics, report)
         failed = sum(r.action is Action.FAILED for r in report.results)
         systemd.status(
             f"last cycle: {len(report.results) - failed} in sync, {failed} failed "
@@ -127,6 +133,10 @@ class Daemon:
         self._unfollow()
         self.config = config
         self._follow(config)
+        try:
+            self.endpoint.follow(config.metrics)
+        except ImgsyncError as err:
+            self.logger.error("metrics not served", error=str(err))
         self.logger.info("config reloaded", config=str(self.config_path))
         systemd.ready("config reloaded")
         self.cycle_due.set()
