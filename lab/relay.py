@@ -210,7 +210,7 @@ class ByteCountingRelay:
     def _pump(self, conn: _Conn, src: socket.socket, dst: socket.socket, up: bool) -> None:
         buf = bytearray(BUF_SIZE)
         view = memoryview(buf)
-        started, moved = time.monotonic(), 0
+        tokens, last = 0.0, time.monotonic()  # a token bucket: credit never builds up
         try:
             while True:
                 n = src.recv_into(buf)
@@ -219,12 +219,13 @@ class ByteCountingRelay:
                         dst.shutdown(socket.SHUT_WR)  # pass the half-close on
                     break
                 dst.sendall(view[:n])
-                moved += n
                 rate = self.rate_limit if up else None
                 if rate:
-                    ahead = moved / rate - (time.monotonic() - started)
-                    if ahead > 0:
-                        time.sleep(ahead)
+                    now = time.monotonic()
+                    tokens = min(rate * 0.1, tokens + (now - last) * rate) - n  # 0.1 s burst
+                    last = now
+                    if tokens < 0:
+                        time.sleep(-tokens / rate)
                 with self._count_lock:
                     if up:
                         self._up += n
