@@ -10,6 +10,7 @@ the folder itself. So the same sync works through a key locked to ``imgsync serv
 from __future__ import annotations
 
 import shlex
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -185,6 +186,19 @@ class SshSession:
         except _TRANSPORT_ERRORS as err:
             reason = str(err) or type(err).__name__
             raise TransportError(f"peer {self.peer.name}: {program} failed: {reason}") from None
+
+
+def ssh_banner(host: str, port: int, timeout: float) -> bytes:
+    """The first line a server sends on connect (b"" when it closes at once); raise
+    :class:`ConnectError` when nothing can be reached."""
+    where = f"{host}:{port}"
+    try:
+        with socket.create_connection((host.strip("[]"), port), timeout=timeout) as sock:
+            return sock.recv(256)
+    except TimeoutError:
+        raise ConnectError(f"{where} did not answer within {timeout:g}s") from None
+    except OSError as err:
+        raise ConnectError(f"cannot connect to {where}: {err.strerror or err}") from None
 
 
 def _collect(channel: paramiko.Channel, deadline: float, stop: threading.Event) -> CommandResult:

@@ -51,16 +51,18 @@ WATCH_ERROR_WAIT = 5.0  # --watch: at least this long between polls after an err
 def inventory(receiver: ReceiverConfig, images: list[str], clean: bool = False) -> Inventory:
     """What the engine runs under ``images``, what complete bundles and partial uploads
     wait in the inbox, and its free bytes. ``clean``: the source holds its cycle lock, so
-    temp files are leftovers; remove them first (and partial uploads a day old)."""
-    inbox = _inbox(receiver)
+    temp files are leftovers; remove them first (and partial uploads a day old). Without
+    ``clean`` (a dry run) nothing is created or removed, not even a missing inbox."""
+    inbox = _inbox(receiver) if clean else BundleDir(Path(receiver.inbox))
     if clean:
         inbox.clean_temp()
         inbox.clean_temp(older_than=PARTIAL_MAX_AGE, prefix=fsutil.PARTIAL_PREFIX)
+    exists = inbox.path.is_dir()
     with _engine(receiver) as engine:
         return Inventory(
             {image: PeerImage(engine.image_id(image), _waiting(inbox, image)) for image in images},
-            inbox_free=inbox.free_bytes(),
-            partials=inbox.partials(),
+            inbox_free=inbox.free_bytes() if exists else None,
+            partials=inbox.partials() if exists else {},
         )
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import shlex
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -46,9 +45,9 @@ from imgsync.actions.checklist import (
     sshd_fix,
 )
 from imgsync.engine import Engine
-from imgsync.errors import AuthError, HostKeyError, StorageError, TransportError
+from imgsync.errors import AuthError, ConnectError, HostKeyError, StorageError, TransportError
 from imgsync.output import human_bytes
-from imgsync.transport import SshSession
+from imgsync.transport import SshSession, ssh_banner
 
 
 def run(config: cfg.Config, config_path: Path) -> list[PeerCheck]:
@@ -110,14 +109,11 @@ def _items(peer: cfg.PeerSettings) -> Iterator[Item]:
 
 def _reach(peer: cfg.PeerSettings) -> Item:
     """TCP to host:port, and an SSH banner back."""
-    host, where = peer.host.strip("[]"), f"{peer.host}:{peer.port}"
+    where = f"{peer.host}:{peer.port}"
     try:
-        with socket.create_connection((host, peer.port), timeout=peer.connect_timeout) as sock:
-            banner = sock.recv(256)
-    except TimeoutError:
-        detail = f"{where} did not answer within {peer.connect_timeout:g}s"
-    except OSError as err:
-        detail = f"cannot connect to {where}: {err.strerror or err}"
+        banner = ssh_banner(peer.host, peer.port, peer.connect_timeout)
+    except ConnectError as err:
+        detail = str(err)
     else:
         if banner.startswith(b"SSH-"):
             return Item("sshd", OK, f"{where} answers: {clean(banner.splitlines()[0])}")

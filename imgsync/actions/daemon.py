@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -21,10 +22,10 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from imgsync import config as cfg
-from imgsync import log, metrics, systemd
+from imgsync import log, metrics, progress, systemd
 from imgsync.actions import sync as sync_action
 from imgsync.errors import ImgsyncError
-from imgsync.model import Action
+from imgsync.model import Action, Result
 from imgsync.signals import Cancelled, install_stop_handlers
 from imgsync.watcher import EventWatcher
 
@@ -48,6 +49,22 @@ def make_trigger(schedule: cfg.ScheduleConfig) -> BaseTrigger:
         )
     seconds = cfg.parse_duration(schedule.interval or "5m")
     return IntervalTrigger(seconds=seconds, jitter=jitter, timezone=datetime.UTC)
+
+
+class _Heartbeat:
+    """A progress sink that only says "alive" (for the watchdog)."""
+
+    def __init__(self, beat: Callable[[], None]) -> None:
+        self._beat = beat
+
+    def started(self, peer: str, image: str, total: int) -> None:
+        self._beat()
+
+    def advanced(self, peer: str, image: str, done: int) -> None:
+        self._beat()
+
+    def finished(self, result: Result) -> None:
+        self._beat()
 
 
 class Daemon:
@@ -95,17 +112,26 @@ class Daemon:
             self.logger.info("daemon stopped")
 
     def _watchdog(self, interval: float) -> None:
-        """Ping systemd's watchdog while the main loop is alive. A cycle may keep the loop
-        busy for as long as its own timeouts allow; a loop stuck longer goes unpinged, and
-        systemd restarts the service."""
+        """Ping systemd's watchdog while the main loop is alive. The loop beats between
+        cycles and whenever bytes move in one; a cycle silent for longer than its peers'
+        timeouts and retries allow is stuck, goes unpinged, and systemd restarts us."""
         while not self.stop.wait(interval):
-            ssh = self.config.ssh
-            allowance = ssh.connect_timeout + ssh.apply_timeout + _CYCLE_SLACK
-            if time.monotonic() - self.heartbeat < allowance:
+            if time.monotonic() - self.heartbeat < self._allowance():
                 systemd.watchdog()
 
+    def _allowance(self) -> float:
+        peers = [cfg.peer_settings(self.config, p) for p in self.config.peers]
+        worst = max(
+            ((p.connect_timeout + p.apply_timeout) * (p.retries + 1) for p in peers), default=0.0
+        )
+        return worst + _CYCLE_SLACK
+
+    def beat(self) -> None:
+        self.heartbeat = time.monotonic()
+
     def _cycle(self) -> None:
-        options = sync_action.SyncOptions(stop=self.stop, progress=self.metrics.sink())
+        sink = progress.tee(self.metrics.sink(), _Heartbeat(self.beat))
+        options = sync_action.SyncOptions(stop=self.stop, progress=sink)
         try:
             report = sync_action.run(self.config, self.config_path, options)
         except ImgsyncError as err:
