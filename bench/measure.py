@@ -1,0 +1,272 @@
+"""Measuring one run: wall time, a process's own peak RSS and CPU time, bytes on the relay.
+
+Every child is started with :class:`subprocess.Popen` and reaped with ``os.wait4`` so the
+kernel hands back *its* rusage (``ru_maxrss`` in KiB), not the sum over all our children.
+A watchdog kills a child that outlives its timeout; :func:`kill_all` ends whatever we
+started that is still running (by PID, never by name).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from lab import ByteCountingRelay
+
+_live: dict[int, subprocess.Popen[bytes]] = {}
+_live_lock = threading.Lock()
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class BenchError(RuntimeError):
+    """A measured command failed or a check after it did not hold."""
+
+
+@dataclass
+class Finished:
+    """How one child process ended."""
+
+    argv: list[str]
+    code: int
+    maxrss_kib: int
+    cpu_seconds: float  # user + system, the process's own
+    stdout: str = ""
+    stderr: str = ""
+
+    def check(self, what: str) -> Finished:
+        if self.code != 0:
+            tail = "\n".join(self.stderr.strip().splitlines()[-8:])
+            raise BenchError(f"{what} exited {self.code}: {' '.join(self.argv)}\n{tail}")
+        return self
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    stdin: int | IO[Any] | None = subprocess.DEVNULL,
+    stdout: int | IO[Any] | None = None,
+    stderr: int | IO[Any] | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(list(argv), stdin=stdin, stdout=stdout, stderr=stderr, env=env)
+    with _live_lock:
+        _live[proc.pid] = proc
+    return proc
+
+
+def reap(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, int, float]:
+    """Wait for ``proc`` with ``os.wait4``: (exit code, its peak RSS in KiB, its CPU seconds).
+
+    Past ``timeout`` seconds it is killed (exit code then negative)."""
+    watchdog = threading.Timer(timeout, _kill, args=(proc,))
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        watchdog.cancel()
+        with _live_lock:
+            _live.pop(proc.pid, None)
+    code = os.waitstatus_to_exitcode(status)
+    proc.returncode = code  # reaped here: Popen must not wait for it again
+    return code, int(usage.ru_maxrss), float(usage.ru_utime + usage.ru_stime)
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(proc.pid, signal.SIGKILL)
+
+
+def kill_all() -> None:
+    """Kill every child we started that was not reaped yet (Ctrl-C, a failure)."""
+    with _live_lock:
+        procs = list(_live.values())
+    for proc in procs:
+        if proc.returncode is None:
+            _kill(proc)
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    timeout: float = 1800,
+    env: dict[str, str] | None = None,
+    on_start: Callable[[int], None] | None = None,
+    stdin: Path | None = None,
+) -> Finished:
+    """Run ``argv`` to the end (stdin from the file ``stdin``, else none), output captured
+    in temp files (no pipe to fill up)."""
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        open(stdin or os.devnull, "rb") as feed,
+    ):
+        proc = spawn(argv, stdin=feed, stdout=out, stderr=err, env=env)
+        if on_start is not None:
+            on_start(proc.pid)
+        code, rss, cpu = reap(proc, timeout)
+        out.seek(0)
+        err.seek(0)
+        return Finished(
+            list(argv),
+            code,
+            rss,
+            cpu,
+            out.read().decode("utf-8", "replace"),
+            err.read().decode("utf-8", "replace"),
+        )
+
+
+def pipeline(
+    left: Sequence[str], right: Sequence[str], *, timeout: float = 1800
+) -> tuple[Finished, Finished]:
+    """``left | right``, both reaped separately (each with its own peak RSS)."""
+    with (
+        tempfile.TemporaryFile() as left_err,
+        tempfile.TemporaryFile() as right_out,
+        tempfile.TemporaryFile() as right_err,
+    ):
+        producer = spawn(left, stdout=subprocess.PIPE, stderr=left_err)
+        try:
+            consumer = spawn(right, stdin=producer.stdout, stdout=right_out, stderr=right_err)
+        except BaseException:
+            _kill(producer)
+            reap(producer, 10)
+            raise
+        finally:
+            if producer.stdout is not None:
+                producer.stdout.close()  # the consumer holds the only read end now
+        left_code, left_rss, left_cpu = reap(producer, timeout)
+        right_code, right_rss, right_cpu = reap(consumer, timeout)
+        texts = []
+        for handle in (left_err, right_out, right_err):
+            handle.seek(0)
+            texts.append(handle.read().decode("utf-8", "replace"))
+    return (
+        Finished(list(left), left_code, left_rss, left_cpu, "", texts[0]),
+        Finished(list(right), right_code, right_rss, right_cpu, texts[1], texts[2]),
+    )
+
+
+def proc_cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a live process (its threads included), from /proc/PID/stat."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+@dataclass
+class Sample:
+    t: float  # wall clock (time.time()), comparable with log and event timestamps
+    up: list[int]  # bytes_up of each relay
+    cpu: float | None  # CPU seconds of the watched process so far
+
+
+@dataclass
+class Window:
+    """The bulk of an upload: from 1% to 99% of the bytes the relays carried up."""
+
+    start: float
+    end: float
+    moved: int
+
+    @property
+    def seconds(self) -> float:
+        return max(self.end - self.start, 1e-6)
+
+    @property
+    def rate(self) -> float:
+        return self.moved / self.seconds
+
+
+@dataclass
+class RelaySampler:
+    """Sample the relays' upload counters (and a process's CPU time) every ``interval``."""
+
+    relays: list[ByteCountingRelay]
+    interval: float = 0.01
+    pid: int | None = None
+    samples: list[Sample] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> RelaySampler:
+        self._take()
+        self._thread = threading.Thread(target=self._loop, name="bench-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        self._take()
+
+    def watch(self, pid: int) -> None:
+        self.pid = pid
+
+    def _take(self) -> None:
+        cpu = proc_cpu_seconds(self.pid) if self.pid else None
+        self.samples.append(Sample(time.time(), [r.bytes_up for r in self.relays], cpu))
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._take()
+
+    def window(
+        self, low: float = 0.01, high: float = 0.99, min_bytes: int = 4 << 20
+    ) -> Window | None:
+        """The bulk of the upload, summed over the relays; None if less than ``min_bytes``."""
+        totals = [(s.t, sum(s.up)) for s in self.samples]
+        if not totals:
+            return None
+        base, final = totals[0][1], totals[-1][1]
+        moved = final - base
+        if moved < min_bytes:
+            return None
+        start = next((t, v) for t, v in totals if v - base >= low * moved)
+        end = next((t, v) for t, v in totals if v - base >= high * moved)
+        if end[0] <= start[0]:
+            return None
+        return Window(start[0], end[0], end[1] - start[1])
+
+    def cpu_share(self, start: float, end: float) -> float | None:
+        """CPU seconds the watched process used per wall second between ``start`` and ``end``."""
+        inside = [s for s in self.samples if s.cpu is not None and start <= s.t <= end]
+        if len(inside) < 2 or inside[-1].t - inside[0].t < 0.05:
+            return None
+        first, last = inside[0], inside[-1]
+        assert first.cpu is not None and last.cpu is not None
+        return (last.cpu - first.cpu) / (last.t - first.t)
+
+
+def log_events(stderr: str) -> list[dict[str, Any]]:
+    """imgsync's JSON log lines (stderr, not a terminal), each with ``ts`` as epoch seconds."""
+    events = []
+    for line in stderr.splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        stamp = event.get("timestamp")
+        if isinstance(stamp, str):
+            with contextlib.suppress(ValueError):
+                event["ts"] = datetime.datetime.fromisoformat(stamp).timestamp()
+        events.append(event)
+    return events
