@@ -19,6 +19,7 @@ from typing import TypeVar
 import structlog
 
 from imgsync import log, marker, payload, protocol, wire
+from imgsync.agentless import session as agentless_session
 from imgsync.bundledir import marker_name
 from imgsync.config import PeerSettings
 from imgsync.errors import AuthError, HostKeyError, ImgsyncError, RemoteCommandError
@@ -62,8 +63,6 @@ def sync_peer(
                 break
             try:
                 if peer.mode == "agentless":  # no imgsync there: the source does its part
-                    from imgsync.agentless import session as agentless_session
-
                     agentless_session(peer, markers, export_dir, stop, results, progress)
                 else:
                     _session(peer, markers, export_dir, stop, results, progress)
