@@ -32,9 +32,9 @@ def hash_file(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def verify(path: Path, marker: Marker) -> None:
+def verify(path: Path, marker: Marker) -> saveformat.SavedImage:
     """Raise :class:`VerificationError` naming the first way ``path`` differs from
-    ``marker``; return when it is exactly what the marker describes."""
+    ``marker``; return the image it holds when it is exactly what the marker describes."""
     name = marker.bundle
     try:
         size = path.stat().st_size
@@ -75,3 +75,4 @@ def verify(path: Path, marker: Marker) -> None:
             f"bundle {name} leaves out layers {list(archive.absent_layers(image))}, its "
             f"marker says {list(marker.omitted)}"
         )
+    return image

@@ -185,7 +185,9 @@ def apply(
         return ExitCode.OK
     if inventory:
         found = apply_action.inventory(receiver, wanted, clean=clean_temp)
-        facts = None if wanted else check_action.peer_facts(receiver)  # what `check` asks
+        # a bare inventory is what `check` asks; a sync's names its images
+        facts_of = check_action.engine_facts if wanted else check_action.peer_facts
+        facts = facts_of(receiver)
         click.echo(protocol.dump_inventory(found, facts))
         return ExitCode.OK
     outcomes = apply_action.run(receiver, wanted)

@@ -17,7 +17,7 @@ import docker.errors
 import requests.exceptions
 
 from imgsync.errors import EngineError, ImageNotFound
-from imgsync.model import chain_ids
+from imgsync.model import RuntimeConfig, chain_ids, runtime_config
 
 SAVE_CHUNK = 1024 * 1024
 _API_TIMEOUT = 600
@@ -25,9 +25,10 @@ _API_TIMEOUT = 600
 
 @dataclass(frozen=True)
 class ImageInfo:
-    id: str
+    id: str  # the engine's own ID: the config digest (classic), a manifest digest (containerd)
     diff_ids: tuple[str, ...]
     size: int
+    runtime: RuntimeConfig = ()
 
 
 class Engine:
@@ -53,6 +54,7 @@ class Engine:
             id=str(data["Id"]),
             diff_ids=tuple(data.get("RootFS", {}).get("Layers") or ()),
             size=int(data.get("Size") or 0),
+            runtime=runtime_config(data.get("Config"), data.get("Architecture"), data.get("Os")),
         )
 
     def image_id(self, reference: str) -> str | None:
@@ -128,6 +130,11 @@ class Engine:
                 _raise_stream_error(item, f"docker pull {reference} on {self.name}")
         except (docker.errors.DockerException, requests.exceptions.RequestException) as err:
             raise EngineError(f"docker pull {reference} on {self.name} failed: {err}") from None
+
+    def image_ids(self) -> set[str]:
+        """The ID of every image the engine holds (tagged or not)."""
+        found = self._call("list images", self._client.api.images, all=True)
+        return {str(item["Id"]) for item in found}
 
     def layer_chains(self) -> set[str]:
         """Chain IDs of every layer the engine holds under some image: what a thin bundle

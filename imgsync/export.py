@@ -13,7 +13,7 @@ import datetime
 
 from imgsync import fsutil, log, saveformat
 from imgsync.bundledir import BundleDir, bundle_name
-from imgsync.engine import Engine
+from imgsync.engine import Engine, ImageInfo
 from imgsync.errors import MarkerError, StorageError, VerificationError
 from imgsync.model import Marker
 from imgsync.payload import StreamReader
@@ -52,35 +52,44 @@ def export_image(
         with fsutil.atomic_writer(bundles.path / name) as handle:
             # one pass: written, hashed, and every layer checked against its diff ID
             archive = saveformat.scan(StreamReader(engine.save(reference)), sink=handle.write)
-            _check_saved(reference, info.id, archive)
+            _check_saved(reference, info, archive)
     except StorageError as err:
         raise StorageError(
             f"cannot export {reference} ({err}); what was exported before stays"
         ) from None
+    version = archive.images[0].config_digest
     marker = Marker(
         reference=reference,
-        version=info.id,
+        version=version,
         layers=archive.images[0].diff_ids,
         bundle=name,
         size=archive.size,
         sha256=archive.sha256,
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        image_id=None if info.id == version else info.id,
     )
     bundles.write_marker(marker)
-    logger.info("exported", version=info.id, bytes=archive.size)
+    logger.info("exported", version=version, image_id=info.id, bytes=archive.size)
     _prune(bundles, marker, keep)
     return marker, True
 
 
-def _check_saved(reference: str, version: str, archive: saveformat.Archive) -> None:
-    """The tarball must hold exactly this image under this tag; if the tag moved while
-    it was saved, nothing is announced and the next cycle exports again."""
+def _check_saved(reference: str, info: ImageInfo, archive: saveformat.Archive) -> None:
+    """The tarball must hold exactly the image inspected, under this tag: its config digest
+    is the ID (classic store), or the manifest its OCI index names is (containerd store),
+    and its layers are the same. If the tag moved while it was saved, nothing is announced
+    and the next cycle exports again."""
     tags = [image.repo_tags for image in archive.images]
-    digests = [image.config_digest for image in archive.images]
-    if tags != [(familiar(reference),)] or digests != [version]:
+    ids = [image.config_digest for image in archive.images] + list(archive.index_digests)
+    same = (
+        tags == [(familiar(reference),)]
+        and info.id in ids
+        and archive.images[0].diff_ids == info.diff_ids
+    )
+    if not same:
         raise VerificationError(
-            f"image {reference} changed while it was being saved (expected {version[:19]}, "
-            f"got {', '.join(d[:19] for d in digests)}); it is exported on the next cycle"
+            f"image {reference} changed while it was being saved (expected {info.id[:19]}, "
+            f"got {', '.join(d[:19] for d in ids)}); it is exported on the next cycle"
         )
 
 

@@ -29,6 +29,7 @@ _FIELDS = {
     "created": str,
     "omitted": list,
 }
+_OPTIONAL = {"image_id": str}
 
 
 def dumps(marker: Marker) -> bytes:
@@ -54,13 +55,16 @@ def _validate(data: dict[str, Any], where: str) -> Marker:
         raise MarkerError(
             f"marker {where}: format {fmt!r} is not supported (this imgsync reads {Marker.FORMAT})"
         )
-    unknown = sorted(set(data) - set(_FIELDS))
+    unknown = sorted(set(data) - set(_FIELDS) - set(_OPTIONAL))
     missing = sorted(set(_FIELDS) - set(data))
     if unknown or missing:
         raise MarkerError(f"marker {where}: unknown keys {unknown}, missing keys {missing}")
-    for key, kind in _FIELDS.items():
-        if type(data[key]) is not kind:
+    for key, kind in (_FIELDS | _OPTIONAL).items():
+        if key in data and type(data[key]) is not kind:
             raise MarkerError(f"marker {where}: {key} must be a {kind.__name__}")
+    image_id = data.get("image_id")
+    if image_id is not None and not VERSION_RE.fullmatch(image_id):
+        raise MarkerError(f"marker {where}: image_id is not a sha256 image ID")
     try:
         ref = reference.normalize(data["reference"])
     except reference.InvalidReference as err:
@@ -95,4 +99,5 @@ def _validate(data: dict[str, Any], where: str) -> Marker:
         created=data["created"],
         omitted=tuple(omitted),
         format=fmt,
+        image_id=image_id,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -25,8 +26,36 @@ def chain_ids(diff_ids: tuple[str, ...] | list[str]) -> list[str]:
     return chains
 
 
+# The parts of an image config a container gets, as ``docker image inspect`` shows them
+# under ``Config`` on every engine (and the image config JSON under ``config``).
+RUNTIME_KEYS = (
+    "Cmd", "Entrypoint", "Env", "ExposedPorts", "Healthcheck", "Labels", "OnBuild", "Shell",
+    "StopSignal", "User", "Volumes", "WorkingDir",
+)  # fmt: skip
+RuntimeConfig = tuple[tuple[str, str], ...]
+
+
+def runtime_config(config: Any, architecture: Any, os: Any) -> RuntimeConfig:
+    """A comparable form of an image's runtime config: the :data:`RUNTIME_KEYS` present, plus
+    architecture and OS, each as canonical JSON, sorted. Empty values count as absent (one
+    engine shows ``null`` where another shows ``[]``). The classic and containerd stores
+    disagree on an image's ID but agree on this, so it checks a load on either."""
+    fields: dict[str, Any] = {}
+    if isinstance(config, dict):
+        for key in RUNTIME_KEYS:
+            value = config.get(key)
+            if value not in (None, "", [], {}):
+                fields[key] = value
+    for key, value in (("architecture", architecture), ("os", os)):
+        if value:
+            fields[key] = value
+    return tuple(sorted((key, json.dumps(v, sort_keys=True)) for key, v in fields.items()))
+
+
 class Action(StrEnum):
     LOADED = "loaded"
+    RESTORED = "restored"  # the reference was moved by hand; the version it names was
+    # still held, so it was tagged again (no load)
     UNCHANGED = "unchanged"
     FAILED = "failed"
 
@@ -35,11 +64,14 @@ class Action(StrEnum):
 class Marker:
     """Names one version of one reference and describes its bundle file.
 
-    ``version`` is the image ID the source's engine reports (its config digest on the
-    classic store); ``layers`` are the image's diff IDs, bottom first; ``bundle`` is the
-    tarball's file name in the same folder as the marker, with its ``size`` and
-    ``sha256``. Written last: a bundle without a marker is never current. ``omitted``
-    lists the positions of layers a *thin* bundle leaves out, because the peer holds them.
+    ``version`` is the image's config digest: the one identity every engine agrees on (the
+    classic store uses it as the image ID; the containerd store's image ID is a manifest
+    digest, which differs between a save and the load of it elsewhere). ``layers`` are the
+    image's diff IDs, bottom first; ``bundle`` is the tarball's file name in the same
+    folder as the marker, with its ``size`` and ``sha256``. Written last: a bundle without
+    a marker is never current. ``omitted`` lists the positions of layers a *thin* bundle
+    leaves out, because the peer holds them. ``image_id`` (export dir only, never sent) is
+    the source engine's own ID for the image when that is not ``version``.
     """
 
     FORMAT = 2
@@ -53,11 +85,19 @@ class Marker:
     created: str
     omitted: tuple[int, ...] = ()
     format: int = FORMAT
+    image_id: str | None = None
+
+    @property
+    def source_id(self) -> str:
+        """The ID the source engine gives this version (what ``docker image inspect`` says)."""
+        return self.image_id or self.version
 
     def to_json_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["layers"] = list(self.layers)
         data["omitted"] = list(self.omitted)
+        if self.image_id is None:
+            del data["image_id"]
         return data
 
 
@@ -92,6 +132,8 @@ class Result:
     seconds: float = 0.0
     error: str | None = None
     transfer: str | None = None  # "full" or "thin" when a bundle was sent
+    engine: str | None = None  # the peer's Docker version, as its inventory said
+    store: str | None = None  # the peer's image store: "classic" or "containerd"
 
     def to_json_dict(self) -> dict[str, Any]:
         data = asdict(self)

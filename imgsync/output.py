@@ -24,8 +24,16 @@ def short(version: str | None) -> str:
 
 
 def sync_json(report: Report) -> str:
+    """``sync --json``: ok, every peer's engine (Docker version, image store) as its
+    inventory said (null: the peer was not reached, or did not say), every result row."""
+    peers: dict[str, dict[str, str | None]] = {}
+    for r in report.results:
+        known = peers.setdefault(r.peer, {"engine": None, "store": None})
+        known["engine"] = known["engine"] or r.engine
+        known["store"] = known["store"] or r.store
     return json.dumps(
-        {"ok": report.ok, "results": [r.to_json_dict() for r in report.results]}, indent=2
+        {"ok": report.ok, "peers": peers, "results": [r.to_json_dict() for r in report.results]},
+        indent=2,
     )
 
 

@@ -105,6 +105,16 @@ def resume_offset(payload: Payload, size: int, sha256: str) -> int:
     return size if sha256_of(payload, size) == sha256 else 0
 
 
+def layout(path: Path) -> str:
+    """``"oci"`` when the tarball at ``path`` is an OCI layout (it has ``oci-layout``), else
+    ``"legacy"``. Reads only the member headers."""
+    try:
+        with tarfile.open(path, mode="r:") as tar:
+            return "oci" if "oci-layout" in tar.getnames() else "legacy"
+    except (tarfile.TarError, OSError) as err:
+        raise VerificationError(f"cannot read {path.name}: {err}") from None
+
+
 def thin(name: str, full: Path, positions: tuple[int, ...]) -> FilePayload:
     """The single-image tarball ``full`` without the layers at ``positions`` (the peer
     holds them): every other member's header and data, as byte ranges of ``full``. Reading

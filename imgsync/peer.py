@@ -25,7 +25,7 @@ from imgsync.config import PeerSettings
 from imgsync.errors import AuthError, HostKeyError, ImgsyncError, RemoteCommandError
 from imgsync.model import Action, Inventory, Marker, ProgressSink, Result, chain_ids
 from imgsync.payload import Payload
-from imgsync.plan import PlanItem, Step, plan_peer, thin_layers
+from imgsync.plan import PlanItem, Step, plan_peer, thin_allowed, thin_layers
 from imgsync.signals import Cancelled
 from imgsync.transport import SshSession
 
@@ -114,55 +114,96 @@ def _session(
         if image not in results or results[image].action is Action.FAILED
     }
     with SshSession(peer, stop) as ssh:
-        inventory = _ask(
-            ssh, peer, ["--inventory", "--clean-temp", *_image_args(todo)], protocol.load_inventory
+        inventory, facts = _ask(
+            ssh, peer, ["--inventory", "--clean-temp", *_image_args(todo)], _inventory_and_facts
         )
-        plan = plan_peer(todo, inventory, peer.inbox)
-        omitted = _thin_plan(ssh, peer, plan)
-        to_apply: list[PlanItem] = []
-        for item in plan:
-            if item.step is Step.NO_ROOM:  # nothing is sent: the peer keeps what it runs
-                log.get().error("not sent", image=item.image, reason=item.reason)
-                results[item.image] = Result(
-                    peer.name, item.image, item.marker.version, Action.FAILED,
-                    error=f"peer {peer.name}: {item.reason}",
-                )  # fmt: skip
-                continue
-            if item.step is Step.SKIP:
-                results[item.image] = Result(
-                    peer.name, item.image, item.marker.version, Action.UNCHANGED
-                )
-                continue
-            earlier = results.get(item.image)
+        try:
+            _serve(ssh, peer, todo, inventory, export_dir, results, progress)
+        finally:
+            for image in todo:
+                if image in results:
+                    results[image].engine = facts.engine_version
+                    results[image].store = facts.store
+
+
+def _inventory_and_facts(raw: bytes) -> tuple[Inventory, protocol.PeerFacts]:
+    return protocol.load_inventory(raw), protocol.load_facts(raw)
+
+
+def _serve(
+    ssh: SshSession,
+    peer: PeerSettings,
+    todo: dict[str, Marker],
+    inventory: Inventory,
+    export_dir: Path,
+    results: dict[str, Result],
+    progress: ProgressSink | None,
+) -> None:
+    """Within one session: skip, send and apply what ``inventory`` says each image needs."""
+    plan = plan_peer(todo, inventory, peer.inbox)
+    omitted = _thin_plan(ssh, peer, plan, export_dir)
+    to_apply: list[PlanItem] = []
+    for item in plan:
+        if item.step is Step.NO_ROOM:  # nothing is sent: the peer keeps what it runs
+            log.get().error("not sent", image=item.image, reason=item.reason)
             results[item.image] = Result(
                 peer.name, item.image, item.marker.version, Action.FAILED,
-                bytes_sent=earlier.bytes_sent if earlier else 0,
+                error=f"peer {peer.name}: {item.reason}",
             )  # fmt: skip
-            if item.step is Step.SEND:
-                log.get().info("sending", image=item.image, reason=item.reason)
-                _send(ssh, peer, item.marker, export_dir, inventory, results[item.image],
-                      omitted.get(item.image, ()), progress)  # fmt: skip
-            to_apply.append(item)
-        if not to_apply:
-            return
-        fallback = _apply(ssh, peer, to_apply, results)
-        for item in fallback:  # a thin bundle the peer could not use: the full one now
-            log.get().warning("thin bundle refused; sending the full one", image=item.image)
-            _send(ssh, peer, item.marker, export_dir, inventory, results[item.image], (), progress)
-        if fallback:
-            _apply(ssh, peer, fallback, results)
+            continue
+        if item.step is Step.SKIP:
+            results[item.image] = Result(
+                peer.name, item.image, item.marker.version, Action.UNCHANGED
+            )
+            continue
+        earlier = results.get(item.image)
+        results[item.image] = Result(
+            peer.name, item.image, item.marker.version, Action.FAILED,
+            bytes_sent=earlier.bytes_sent if earlier else 0,
+        )  # fmt: skip
+        if item.step is Step.SEND:
+            log.get().info("sending", image=item.image, reason=item.reason)
+            _send(ssh, peer, item.marker, export_dir, inventory, results[item.image],
+                  omitted.get(item.image, ()), progress)  # fmt: skip
+        to_apply.append(item)
+    if not to_apply:
+        return
+    fallback = _apply(ssh, peer, to_apply, results)
+    for item in fallback:  # a thin bundle the peer could not use: the full one now
+        log.get().warning("thin bundle refused; sending the full one", image=item.image)
+        _send(ssh, peer, item.marker, export_dir, inventory, results[item.image], (), progress)
+    if fallback:
+        _apply(ssh, peer, fallback, results)
 
 
-def _thin_plan(ssh: SshSession, peer: PeerSettings, plan: list[PlanItem]) -> dict[str, Omitted]:
-    """Ask the peer which layers of the images to send it holds; what each may leave out."""
+def _thin_plan(
+    ssh: SshSession, peer: PeerSettings, plan: list[PlanItem], export_dir: Path
+) -> dict[str, Omitted]:
+    """Ask the peer which layers of the images to send it holds, and its image store; what
+    each bundle may leave out (nothing where that store cannot load a thin one)."""
     chains = {c for item in plan if item.step is Step.SEND for c in chain_ids(item.marker.layers)}
     if not chains:
         return {}
     args = ["--json", *(arg for chain in sorted(chains) for arg in ("--has-layer", chain))]
     store, held = _ask(ssh, peer, args, protocol.load_layers)
-    if store != "classic":
-        log.get().info("full bundles only", store=store)
-    return thin_layers(plan, held)
+    return thin_for_store(plan, held, store, export_dir)
+
+
+def thin_for_store(
+    plan: list[PlanItem], held: set[str], store: str, export_dir: Path
+) -> dict[str, Omitted]:
+    """:func:`thin_layers`, keeping only the bundles a peer with ``store`` can load thin."""
+    omitted = {}
+    for image, positions in thin_layers(plan, held).items():
+        bundle = export_dir / next(item.marker.bundle for item in plan if item.image == image)
+        # a dry run plans bundles not exported yet: their layout is unknown, count them full
+        layout = payload.layout(bundle) if store != "classic" and bundle.exists() else "legacy"
+        if positions and not thin_allowed(store, layout):
+            log.get().info("full bundle: the peer's store cannot load it thin", image=image,
+                           store=store)  # fmt: skip
+            continue
+        omitted[image] = positions
+    return omitted
 
 
 def _send(
@@ -187,6 +228,7 @@ def _send(
         )
     else:
         bundle, sent_marker = payload.FilePayload(exported.bundle, full), exported
+    sent_marker = replace(sent_marker, image_id=None)  # the source's own ID stays here
     result.transfer = "thin" if omitted else "full"
     partial = inventory.partials.get(exported.bundle)
     offset = payload.resume_offset(bundle, *partial) if partial else 0
@@ -244,7 +286,7 @@ def _apply(
                 f"peer {peer.name} runs {outcome.version} after apply, expected {exported.version}"
             )
         else:
-            result.action = Action.LOADED if outcome.action is Action.LOADED else Action.UNCHANGED
+            result.action = outcome.action
     return fallback
 
 

@@ -45,9 +45,20 @@ def thin_layers(items: list[PlanItem], held: set[str]) -> dict[str, tuple[int, .
     return omitted
 
 
-def needs_export(current_version: str, exported: Marker | None, bundle_intact: bool) -> bool:
-    """Export when nothing was exported yet, the image moved on, or the bundle is gone."""
-    return exported is None or exported.version != current_version or not bundle_intact
+def thin_allowed(store: str, layout: str) -> bool:
+    """Can an engine with this image ``store`` load a thin bundle of this ``layout``
+    ("legacy" or "oci")? The classic store skips every layer it holds (by chain ID),
+    whatever the layout. The containerd store looks a left-out layer up by its blob digest:
+    an OCI bundle's blobs are those the peer got before from the same source, but a legacy
+    bundle names ``<id>/layer.tar`` files, and without them the load fails ("layer not
+    found", Docker 26.1): those go in full."""
+    return store == "classic" or (store == "containerd" and layout == "oci")
+
+
+def needs_export(image_id: str, exported: Marker | None, bundle_intact: bool) -> bool:
+    """Export when nothing was exported yet, the image moved on (the engine's ID for it is
+    not the one exported), or the bundle is gone."""
+    return exported is None or exported.source_id != image_id or not bundle_intact
 
 
 def no_room(where: str, path: str, reference: str, need: int, free: int) -> str | None:

@@ -34,7 +34,12 @@ from rich.text import Text
 from imgsync import output
 from imgsync.model import Action, ProgressSink, Report, Result
 
-_STYLE = {Action.LOADED: "green", Action.UNCHANGED: "dim", Action.FAILED: "bold red"}
+_STYLE = {
+    Action.LOADED: "green",
+    Action.RESTORED: "yellow",
+    Action.UNCHANGED: "dim",
+    Action.FAILED: "bold red",
+}
 
 
 def wanted(stream: IO[str] | None = None) -> bool:

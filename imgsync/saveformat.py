@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from imgsync.errors import VerificationError
+from imgsync.model import RuntimeConfig, runtime_config
 
 SMALL = 1024 * 1024  # members up to this size are kept to read manifests and configs
 _SMALL_TOTAL = 64 * 1024 * 1024
@@ -51,6 +52,7 @@ class SavedImage:
     config_digest: str
     diff_ids: tuple[str, ...]
     layer_paths: tuple[str, ...]  # one per diff ID, as the manifest lists them
+    runtime: RuntimeConfig = ()  # what a container started from it gets (model.runtime_config)
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class Archive:
     members: dict[str, Member]
     sha256: str
     size: int
+    index_digests: tuple[str, ...] = ()  # OCI layout: the manifests index.json names
 
     def absent_layers(self, image: SavedImage) -> tuple[int, ...]:
         """Positions of the image's layers that the tarball does not hold (thin bundles)."""
@@ -104,15 +107,17 @@ def scan(source: Readable, sink: Callable[[bytes], object] | None = None) -> Arc
         raise VerificationError("too many small members for an image tarball")
     layout = "oci" if "oci-layout" in members else "legacy"
     try:
+        index = json.loads(small["index.json"]) if layout == "oci" and "index.json" in small else {}
         if "manifest.json" in small:
             images = _from_manifest(json.loads(small["manifest.json"]), small)
-        elif layout == "oci" and "index.json" in small:
-            images = _from_oci_index(json.loads(small["index.json"]), small)
+        elif index:
+            images = _from_oci_index(index, small)
         else:
             raise VerificationError("no manifest.json or index.json: not a docker save tarball")
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        index_digests = tuple(str(d["digest"]) for d in index.get("manifests") or ())
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as err:
         raise VerificationError(f"unreadable image manifest ({err!r})") from None
-    archive = Archive(layout, images, members, tee.digest.hexdigest(), tee.size)
+    archive = Archive(layout, images, members, tee.digest.hexdigest(), tee.size, index_digests)
     for image in images:
         _check_layers(archive, image)
     return archive
@@ -153,20 +158,23 @@ def _read_member(tar: tarfile.TarFile, info: tarfile.TarInfo, small: dict[str, b
     )
 
 
-def _config(small: dict[str, bytes], path: str) -> tuple[str, tuple[str, ...]]:
+def _config(small: dict[str, bytes], path: str) -> tuple[str, tuple[str, ...], RuntimeConfig]:
     raw = small[path]
     config = json.loads(raw)
-    return "sha256:" + hashlib.sha256(raw).hexdigest(), tuple(config["rootfs"]["diff_ids"])
+    runtime = runtime_config(config.get("config"), config.get("architecture"), config.get("os"))
+    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+    return digest, tuple(config["rootfs"]["diff_ids"]), runtime
 
 
 def _from_manifest(manifest: list[Any], small: dict[str, bytes]) -> tuple[SavedImage, ...]:
     images = []
     for entry in manifest:
-        digest, diff_ids = _config(small, str(entry["Config"]))
+        digest, diff_ids, runtime = _config(small, str(entry["Config"]))
         paths = tuple(str(p) for p in entry["Layers"])
         if len(paths) != len(diff_ids):
             raise VerificationError(f"{len(paths)} layers listed, the config has {len(diff_ids)}")
-        images.append(SavedImage(tuple(entry.get("RepoTags") or ()), digest, diff_ids, paths))
+        tags = tuple(entry.get("RepoTags") or ())
+        images.append(SavedImage(tags, digest, diff_ids, paths, runtime))
     return tuple(images)
 
 
@@ -174,12 +182,12 @@ def _from_oci_index(index: dict[str, Any], small: dict[str, bytes]) -> tuple[Sav
     images = []
     for descriptor in index["manifests"]:
         manifest = json.loads(small[_blob(descriptor["digest"])])
-        digest, diff_ids = _config(small, _blob(manifest["config"]["digest"]))
+        digest, diff_ids, runtime = _config(small, _blob(manifest["config"]["digest"]))
         paths = tuple(_blob(layer["digest"]) for layer in manifest["layers"])
         annotations = descriptor.get("annotations") or {}
         name = annotations.get("io.containerd.image.name")
         tags = (name,) if name else ()
-        images.append(SavedImage(tags, digest, diff_ids, paths))
+        images.append(SavedImage(tags, digest, diff_ids, paths, runtime))
     return tuple(images)
 
 

@@ -8,6 +8,10 @@ Layout (ROOT is given; RUN is ``/run/isl-XXXXXX``, short because of unix socket 
                             inbox/, imgsync.toml (the [receiver] config)
     RUN/source, RUN/pN      exec roots: API and containerd sockets
 
+A node may run Docker 26 with the containerd image store instead of the host's Docker
+(``source_engine="26"``, ``peer_engines=[..., "26"]``): its dockerd data and sockets then live in
+``D26/x/<lab id>/<node>`` inside the Debian 13 root of lab/chroot.py (D26).
+
 Peer pN (N = 1, 2, …) listens for SSH on 127.0.0.(10+N):22000+N and is reached by the source
 through a ByteCountingRelay on 127.0.0.(10+N):23000+N; known_hosts is keyed by the relay's
 address, so what the source sees is sshd's host key.
@@ -27,9 +31,13 @@ from typing import Any
 
 from . import tomlw
 from ._proc import LabError, install_sigterm_handler, pick_port, remove_tree
+from .chroot import docker26_root, docker26_unavailable
 from .docker_node import DockerNode
 from .relay import ByteCountingRelay
 from .sshd import SshServer, _keygen
+
+ENGINE_HOST = "host"  # the host's dockerd (Debian 12: 20.10, classic image store)
+ENGINE_26 = "26"  # Debian 13's dockerd 26 with the containerd image store (lab/chroot.py)
 
 
 @dataclass
@@ -61,13 +69,32 @@ class Lab:
         *,
         keep: bool = False,
         storage_driver: str | None = None,
+        source_engine: str = ENGINE_HOST,
+        peer_engines: list[str] | None = None,
     ) -> None:
+        """``source_engine`` / ``peer_engines`` (one per peer, default all the host's):
+        :data:`ENGINE_HOST` (the host's Docker, classic store) or :data:`ENGINE_26`."""
         if not 1 <= peers <= 200:
             raise ValueError("peers must be between 1 and 200")
+        self.peer_engines = list(peer_engines or [ENGINE_HOST] * peers)
+        if len(self.peer_engines) != peers:
+            raise ValueError(f"peer_engines names {len(self.peer_engines)} engines for {peers}")
+        unknown = {source_engine, *self.peer_engines} - {ENGINE_HOST, ENGINE_26}
+        if unknown:
+            raise ValueError(
+                f"unknown engines {sorted(unknown)}: use {ENGINE_HOST!r} or {ENGINE_26!r}"
+            )
         self.root = Path(root).resolve()
         self.keep = keep
         self.imgsync_cmd = imgsync_cmd or [str(Path(sys.executable).parent / "imgsync")]
-        self.run_root = Path(f"/run/isl-{secrets.token_hex(3)}")
+        token = secrets.token_hex(3)
+        self.run_root = Path(f"/run/isl-{token}")
+        self.chroot_dir: Path | None = None
+        if ENGINE_26 in {source_engine, *self.peer_engines}:
+            reason = docker26_unavailable()
+            if reason is not None:
+                raise LabError(reason)
+            self.chroot_dir = docker26_root() / "x" / token
         self.client_dir = self.root / "client"
         self.client_key = self.client_dir / "id_ed25519"
         self.authorized_keys = self.client_dir / "authorized_keys"
@@ -75,14 +102,19 @@ class Lab:
         self.source_config = self.root / "source" / "imgsync.toml"
         self.export_dir = self.root / "source" / "export"
         self.state_path = self.root / "source" / "state.db"
-        self.source = DockerNode(
-            "source", self.root / "source", self.run_root / "source", storage_driver
-        )
+        self.source = self._node("source", source_engine, storage_driver)
         self._n_peers = peers
         self._storage_driver = storage_driver
         self.peers: list[Peer] = []
         self.timings: dict[str, float] = {}
         self._started = False
+
+    def _node(self, name: str, engine: str, storage_driver: str | None) -> DockerNode:
+        if engine == ENGINE_26:
+            assert self.chroot_dir is not None
+            home = self.chroot_dir / name
+            return DockerNode(name, home, home / "r", chroot=docker26_root())
+        return DockerNode(name, self.root / name, self.run_root / name, storage_driver)
 
     def __repr__(self) -> str:
         return f"Lab(root={self.root}, peers={[p.name for p in self.peers]})"
@@ -105,7 +137,7 @@ class Lab:
             self.peers.append(
                 Peer(
                     name=name,
-                    docker=DockerNode(name, root, self.run_root / name, self._storage_driver),
+                    docker=self._node(name, self.peer_engines[i - 1], self._storage_driver),
                     sshd=SshServer(name, address, ssh_port, root / "sshd", self.authorized_keys),
                     relay=ByteCountingRelay(address, relay_port, address, ssh_port),
                     inbox=root / "inbox",
@@ -174,6 +206,9 @@ class Lab:
                     except Exception as exc:
                         errors.append(f"dockerd {node.name}: {exc}")
         attempt("run dir", lambda: remove_tree(self.run_root))
+        if self.chroot_dir is not None and not self.keep:
+            chroot_dir = self.chroot_dir
+            attempt("Docker 26 node dirs", lambda: remove_tree(chroot_dir))
         if not self.keep:
             attempt("root", lambda: remove_tree(self.root))
         self._started = False

@@ -27,6 +27,7 @@ from typing import Any
 import docker
 import docker.errors
 
+from . import chroot as chroot_mounts
 from ._proc import LabError, ManagedProcess, remove_tree, unix_socket_ready, unmount_under
 
 CLIENT_TIMEOUT = 300  # seconds; image save/load of a few hundred MB must fit
@@ -44,12 +45,25 @@ class DockerNode:
     """A dockerd (+ containerd) owned by the lab, reachable at :attr:`url`."""
 
     def __init__(
-        self, name: str, root: Path, run_dir: Path, storage_driver: str | None = None
+        self,
+        name: str,
+        root: Path,
+        run_dir: Path,
+        storage_driver: str | None = None,
+        *,
+        chroot: Path | None = None,
     ) -> None:
+        """``chroot``: run the engine installed in that root (lab/chroot.py: Docker 26, with
+        the containerd image store); ``root`` and ``run_dir`` must then lie inside it."""
         self.name = name
         self.root = root
         self.run_dir = run_dir
         self.storage_driver = storage_driver
+        self.chroot = chroot
+        if chroot is not None and not (
+            root.is_relative_to(chroot) and run_dir.is_relative_to(chroot)
+        ):
+            raise LabError(f"node {name}: {root} and {run_dir} must lie inside {chroot}")
         self.data_root = root / "data"
         self.socket = run_dir / "d.sock"
         self.containerd_socket = run_dir / "ctd.sock"
@@ -62,6 +76,7 @@ class DockerNode:
             f"dockerd[{name}]", self._dockerd_argv(), root / "dockerd.log"
         )
         self._client: docker.DockerClient | None = None
+        self._mounted = False
 
     # -- identity ---------------------------------------------------------------------------
     @property
@@ -80,28 +95,49 @@ class DockerNode:
     def log_path(self) -> Path:
         return self._dockerd.log_path
 
+    @property
+    def containerd_store(self) -> bool:
+        """True for the Docker 26 node: its images live in containerd (image ID = manifest
+        digest), not in the classic graph driver store (image ID = config digest)."""
+        return self.chroot is not None
+
     def __repr__(self) -> str:
         return f"DockerNode({self.name!r}, url={self.url!r}, pid={self.pid})"
 
+    def _inner(self, path: Path) -> str:
+        """``path`` as the engine sees it (inside its chroot, if any)."""
+        if self.chroot is None:
+            return str(path)
+        return "/" + str(path.relative_to(self.chroot))
+
+    def _prefix(self) -> list[str]:
+        return [] if self.chroot is None else ["chroot", str(self.chroot)]
+
     # -- lifecycle --------------------------------------------------------------------------
     def _containerd_argv(self) -> list[str]:
-        return ["containerd", "--config", str(self.root / "containerd.toml")]
+        return [
+            *self._prefix(),
+            "containerd",
+            "--config",
+            self._inner(self.root / "containerd.toml"),
+        ]
 
     def _dockerd_argv(self) -> list[str]:
         argv = [
+            *self._prefix(),
             "dockerd",
             "--config-file",
-            str(self.root / "daemon.json"),
+            self._inner(self.root / "daemon.json"),
             "--data-root",
-            str(self.data_root),
+            self._inner(self.data_root),
             "--exec-root",
-            str(self.run_dir),
+            self._inner(self.run_dir),
             "--host",
-            self.url,
+            "unix://" + self._inner(self.socket),
             "--pidfile",
-            str(self.run_dir / "d.pid"),
+            self._inner(self.run_dir / "d.pid"),
             "--containerd",
-            str(self.containerd_socket),
+            self._inner(self.containerd_socket),
             "--iptables=false",
             "--ip6tables=false",
             "--ip-masq=false",
@@ -115,20 +151,25 @@ class DockerNode:
     def _write_configs(self) -> None:
         for path in (self.root, self.data_root, self.run_dir):
             path.mkdir(parents=True, exist_ok=True)
-        daemon: dict[str, Any] = {"deprecated-key-path": str(self.root / "key.json")}
+        daemon: dict[str, Any]
+        if self.containerd_store:
+            daemon = {"features": {"containerd-snapshotter": True}}
+        else:
+            daemon = {"deprecated-key-path": str(self.root / "key.json")}
         (self.root / "daemon.json").write_text(json.dumps(daemon, indent=2) + "\n")
+        inner = self._inner
         toml = "\n".join(
             [
                 "version = 2",
-                f"root = {json.dumps(str(self.data_root / 'containerd'))}",
-                f"state = {json.dumps(str(self.run_dir / 'ctd'))}",
+                f"root = {json.dumps(inner(self.data_root / 'containerd'))}",
+                f"state = {json.dumps(inner(self.run_dir / 'ctd'))}",
                 f"disabled_plugins = {json.dumps(_DISABLED_PLUGINS)}",
                 "[grpc]",
-                f"  address = {json.dumps(str(self.containerd_socket))}",
+                f"  address = {json.dumps(inner(self.containerd_socket))}",
                 "[debug]",
                 '  level = "warn"',
                 '[plugins."io.containerd.internal.v1.opt"]',
-                f"  path = {json.dumps(str(self.data_root / 'containerd-opt'))}",
+                f"  path = {json.dumps(inner(self.data_root / 'containerd-opt'))}",
                 "",
             ]
         )
@@ -139,6 +180,9 @@ class DockerNode:
         if self._dockerd.alive():
             return
         self._write_configs()
+        if self.chroot is not None and not self._mounted:
+            chroot_mounts.acquire(self.chroot)
+            self._mounted = True
         self._containerd.spawn()
         self._containerd.wait_until(
             lambda: unix_socket_ready(self.containerd_socket),
@@ -176,6 +220,9 @@ class DockerNode:
         finally:
             self._containerd.stop(timeout=10)
             unmount_under(self.run_dir, self.data_root)
+            if self._mounted and self.chroot is not None:
+                self._mounted = False
+                chroot_mounts.release(self.chroot)
 
     def destroy(self) -> None:
         """stop() and delete the node's run dir and data."""

@@ -1,11 +1,15 @@
 """``imgsync apply``: on a peer, load what landed in the inbox — verified, and only when
 the engine does not already run that version.
 
-For each marker: compare its version with the image ID the engine has under its
-reference. If they differ, check the bundle against the marker (size, sha256, tag,
-config digest, layers), ``docker load`` it, and check the engine now runs the marker's
-version; if not, put the previous image back under the reference. A bundle that fails a
-check is removed with its marker, so the next sync sends it again.
+For each marker: compare its version (a config digest) with the version the engine runs
+under its reference: the image ID itself on the classic store, the version recorded for
+that ID when it was loaded on the containerd store (imgsync/loaded.py). If they differ and
+the engine still holds the marker's version under another tag's ID (someone moved the
+tag by hand), tag it again. Otherwise check the bundle against the marker (size, sha256,
+tag, config digest, layers), ``docker load`` it, and check what the reference names now:
+the same layers and runtime config as the bundle, and on the classic store the marker's
+version as its ID; if not, put the previous image back under the reference. A bundle that
+fails a check is removed with its marker, so the next sync sends it again.
 
 Afterwards the inbox keeps at most ``[receiver] keep`` bundles per reference, and with
 ``[receiver] prune`` the image a load replaced is removed (never forced: Docker keeps it
@@ -27,12 +31,13 @@ from pathlib import Path
 
 import structlog
 
-from imgsync import bundle, fsutil, log
+from imgsync import bundle, fsutil, loaded, log
 from imgsync.bundledir import BundleDir, marker_name
 from imgsync.config import ReceiverConfig
-from imgsync.engine import Engine
+from imgsync.engine import Engine, ImageInfo
 from imgsync.errors import (
     EngineError,
+    ImageNotFound,
     ImgsyncError,
     MarkerError,
     MissingLayers,
@@ -40,7 +45,15 @@ from imgsync.errors import (
     VerificationError,
 )
 from imgsync.lock import cycle_lock
-from imgsync.model import Action, ApplyOutcome, Inventory, Marker, PeerImage, chain_ids
+from imgsync.model import (
+    Action,
+    ApplyOutcome,
+    Inventory,
+    Marker,
+    PeerImage,
+    RuntimeConfig,
+    chain_ids,
+)
 
 TEMP_MAX_AGE = 3600.0  # an inbox temp file younger than this may be an upload in flight
 PARTIAL_MAX_AGE = 86400.0  # a partial upload untouched this long will not be resumed
@@ -58,9 +71,11 @@ def inventory(receiver: ReceiverConfig, images: list[str], clean: bool = False) 
         inbox.clean_temp()
         inbox.clean_temp(older_than=PARTIAL_MAX_AGE, prefix=fsutil.PARTIAL_PREFIX)
     exists = inbox.path.is_dir()
+    records = loaded.read(inbox.path) if exists else {}
     with _engine(receiver) as engine:
+        running = {image: loaded.version_of(records, engine.image_id(image)) for image in images}
         return Inventory(
-            {image: PeerImage(engine.image_id(image), _waiting(inbox, image)) for image in images},
+            {image: PeerImage(running[image], _waiting(inbox, image)) for image in images},
             inbox_free=inbox.free_bytes() if exists else None,
             partials=inbox.partials() if exists else {},
         )
@@ -145,12 +160,19 @@ def _apply_one(
 def _apply_marker(engine: Engine, inbox: BundleDir, current: Marker) -> tuple[Action, str | None]:
     """Load ``current`` unless the engine runs it; return the action and the ID of the image
     the load replaced under the reference (``None``: nothing was replaced)."""
+    records = loaded.read(inbox.path)
     before = engine.image_id(current.reference)
-    if before == current.version:
+    if loaded.version_of(records, before) == current.version:
         return Action.UNCHANGED, None
+    held = _held_version(engine, current, loaded.ids_of(records, current.version))
+    if held is not None:
+        log.get().warning("reference moved by hand; tagged again", version=current.version,
+                          image_id=held, moved_to=before)  # fmt: skip
+        engine.tag(held, current.reference)
+        return Action.RESTORED, before
     tarball = inbox.bundle_path(current)
     try:
-        bundle.verify(tarball, current)
+        saved = bundle.verify(tarball, current)
         _check_held(engine, current)
     except VerificationError:
         inbox.remove(current)
@@ -161,16 +183,50 @@ def _apply_marker(engine: Engine, inbox: BundleDir, current: Marker) -> tuple[Ac
             engine.load(handle, f"{current.reference} ({current.bundle})")
     except OSError as err:
         raise StorageError(f"cannot read {tarball}: {err.strerror}") from None
-    after = engine.image_id(current.reference)
-    if after != current.version:
+    except EngineError as err:
+        if current.omitted:  # a store that cannot use a thin bundle (or lost a layer)
+            raise MissingLayers(f"{err}; the full bundle is needed") from None
+        raise
+    after = _loaded_image(engine, current.reference)
+    if after is None or not _same(after, current, saved.runtime, engine.store()):
         if before is not None:
             engine.tag(before, current.reference)
+        got = after.id if after is not None else "nothing"
         raise VerificationError(
-            f"after loading {current.bundle}, {current.reference} is {after}, not "
-            f"{current.version}; the previous image was kept"
+            f"after loading {current.bundle}, {current.reference} is {got}, which is not "
+            f"{current.version} (other layers or config); the previous image was kept"
         )
-    log.get().info("loaded", version=current.version)
+    loaded.record(inbox.path, after.id, current.version, engine.image_ids())
+    log.get().info("loaded", version=current.version, image_id=after.id)
     return Action.LOADED, before
+
+
+def _loaded_image(engine: Engine, reference: str) -> ImageInfo | None:
+    try:
+        return engine.inspect(reference)
+    except ImageNotFound:
+        return None
+
+
+def _same(info: ImageInfo, current: Marker, runtime: RuntimeConfig, store: str) -> bool:
+    """Is ``info`` the marker's version? Its layers and runtime config must be the bundle's,
+    and on the classic store its ID is the version itself. (On the containerd store the ID
+    is the digest of a manifest the engine may have written itself: nothing to compare.)"""
+    if info.diff_ids != current.layers or (runtime and info.runtime != runtime):
+        return False
+    return store != "classic" or info.id == current.version
+
+
+def _held_version(engine: Engine, current: Marker, candidates: list[str]) -> str | None:
+    """The ID of an image the engine holds that is ``current``'s version, if any."""
+    for image_id in candidates:
+        try:
+            info = engine.inspect(image_id)
+        except ImageNotFound:
+            continue
+        if info.diff_ids == current.layers:
+            return info.id
+    return None
 
 
 def _check_held(engine: Engine, current: Marker) -> None:
@@ -187,12 +243,10 @@ def _check_held(engine: Engine, current: Marker) -> None:
 
 
 def held_layers(receiver: ReceiverConfig, chains: list[str]) -> tuple[str, list[str]]:
-    """The engine's image store, and which of ``chains`` it holds (none on the containerd
-    store: it cannot load a tarball that leaves layers out)."""
+    """The engine's image store, and which of ``chains`` it holds (the source decides
+    from the store which bundles may leave those out: plan.thin_allowed)."""
     with _engine(receiver) as engine:
         store = engine.store()
-        if store != "classic":
-            return store, []
         held = engine.layer_chains()
         return store, [chain for chain in chains if chain in held]
 

@@ -200,14 +200,19 @@ def _plain(peer: cfg.PeerSettings, err: Exception) -> str:
     return str(err).removeprefix(f"peer {peer.name}: ")
 
 
-def peer_facts(receiver: cfg.ReceiverConfig) -> dict[str, Any]:
-    """On a peer (a bare ``apply --inventory``): the engine's version and image store, and
-    whether imgsync can write in the inbox."""
+def engine_facts(receiver: cfg.ReceiverConfig) -> dict[str, Any]:
+    """On a peer (every ``apply --inventory``): the engine's version and image store."""
     engine = Engine(receiver.docker_host)
     try:
         version, store = str(engine.version().get("Version") or "unknown"), engine.store()
     finally:
         engine.close()
+    return {"engine": {"version": version, "store": store}}
+
+
+def peer_facts(receiver: cfg.ReceiverConfig) -> dict[str, Any]:
+    """On a peer (a bare ``apply --inventory``): the engine's version and image store, and
+    whether imgsync can write in the inbox."""
     probe = Path(receiver.inbox) / fsutil.temp_name("write-check")
     try:
         fsutil.write_atomic(probe, b"")
@@ -215,4 +220,4 @@ def peer_facts(receiver: cfg.ReceiverConfig) -> dict[str, Any]:
         writable = True
     except StorageError:
         writable = False
-    return {"engine": {"version": version, "store": store}, "inbox_writable": writable}
+    return {**engine_facts(receiver), "inbox_writable": writable}
