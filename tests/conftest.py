@@ -14,6 +14,7 @@ if str(REPO) not in sys.path:  # the lab package lives at the repo root, next to
     sys.path.insert(0, str(REPO))
 
 from lab import Lab, unavailable_reason  # noqa: E402
+from lab.chroot import docker26_unavailable  # noqa: E402
 
 
 def require_lab() -> None:
@@ -23,6 +24,24 @@ def require_lab() -> None:
         return
     if os.environ.get("CI"):
         pytest.fail(f"lab prerequisites missing on CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def docker26() -> None:
+    """Use in a test (or fixture) that starts a Docker 26 node: see :func:`require_docker26`."""
+    require_docker26()
+
+
+def require_docker26() -> None:
+    """Skip (or, with CI set, fail) when the Docker 26 root (scripts/docker26-root) is not
+    built: CI builds it, so there a missing one is a failure."""
+    require_lab()
+    reason = docker26_unavailable()
+    if reason is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"Docker 26 engine missing on CI: {reason}", pytrace=False)
     pytest.skip(reason)
 
 

@@ -31,13 +31,12 @@ from pathlib import Path
 
 import structlog
 
-from imgsync import bundle, fsutil, loaded, log
+from imgsync import bundle, fsutil, identity, loaded, log
 from imgsync.bundledir import BundleDir, marker_name
 from imgsync.config import ReceiverConfig
-from imgsync.engine import Engine, ImageInfo
+from imgsync.engine import Engine
 from imgsync.errors import (
     EngineError,
-    ImageNotFound,
     ImgsyncError,
     MarkerError,
     MissingLayers,
@@ -51,7 +50,6 @@ from imgsync.model import (
     Inventory,
     Marker,
     PeerImage,
-    RuntimeConfig,
     chain_ids,
 )
 
@@ -164,7 +162,7 @@ def _apply_marker(engine: Engine, inbox: BundleDir, current: Marker) -> tuple[Ac
     before = engine.image_id(current.reference)
     if loaded.version_of(records, before) == current.version:
         return Action.UNCHANGED, None
-    held = _held_version(engine, current, loaded.ids_of(records, current.version))
+    held = identity.held_version(engine, current, loaded.ids_of(records, current.version))
     if held is not None:
         log.get().warning("reference moved by hand; tagged again", version=current.version,
                           image_id=held, moved_to=before)  # fmt: skip
@@ -187,8 +185,8 @@ def _apply_marker(engine: Engine, inbox: BundleDir, current: Marker) -> tuple[Ac
         if current.omitted:  # a store that cannot use a thin bundle (or lost a layer)
             raise MissingLayers(f"{err}; the full bundle is needed") from None
         raise
-    after = _loaded_image(engine, current.reference)
-    if after is None or not _same(after, current, saved.runtime, engine.store()):
+    after = identity.inspect_or_none(engine, current.reference)
+    if after is None or not identity.is_version(after, current, saved.runtime, engine.store()):
         if before is not None:
             engine.tag(before, current.reference)
         got = after.id if after is not None else "nothing"
@@ -199,34 +197,6 @@ def _apply_marker(engine: Engine, inbox: BundleDir, current: Marker) -> tuple[Ac
     loaded.record(inbox.path, after.id, current.version, engine.image_ids())
     log.get().info("loaded", version=current.version, image_id=after.id)
     return Action.LOADED, before
-
-
-def _loaded_image(engine: Engine, reference: str) -> ImageInfo | None:
-    try:
-        return engine.inspect(reference)
-    except ImageNotFound:
-        return None
-
-
-def _same(info: ImageInfo, current: Marker, runtime: RuntimeConfig, store: str) -> bool:
-    """Is ``info`` the marker's version? Its layers and runtime config must be the bundle's,
-    and on the classic store its ID is the version itself. (On the containerd store the ID
-    is the digest of a manifest the engine may have written itself: nothing to compare.)"""
-    if info.diff_ids != current.layers or (runtime and info.runtime != runtime):
-        return False
-    return store != "classic" or info.id == current.version
-
-
-def _held_version(engine: Engine, current: Marker, candidates: list[str]) -> str | None:
-    """The ID of an image the engine holds that is ``current``'s version, if any."""
-    for image_id in candidates:
-        try:
-            info = engine.inspect(image_id)
-        except ImageNotFound:
-            continue
-        if info.diff_ids == current.layers:
-            return info.id
-    return None
 
 
 def _check_held(engine: Engine, current: Marker) -> None:
