@@ -4,8 +4,13 @@ and Docker, no imgsync, so the source does the peer's part itself over SSH.
 Every step is one command run as an argv (quoted word by word, no shell string), using
 only the peer's ``docker_command`` and coreutils:
 
-1. ``docker image inspect --format {{.Id}} -- REF`` per image; the peer runs the
-   marker's version → ``unchanged``, nothing is sent.
+1. ``docker image inspect --format {{json .}} -- REF`` per image; the peer runs the
+   marker's version → ``unchanged``, nothing is sent. On the classic image store the
+   image ID is the version. On the containerd store it is a manifest digest, another one
+   on every engine, and the peer keeps no record of what it loaded (stateless): there
+   "the same" means the same layers (diff IDs, the marker's) and the same runtime config
+   (``Cmd``, ``Env``, ``Labels``, …, architecture, OS: the config in the bundle in the
+   export dir, read without scanning the layers). See :func:`imgsync.identity.matches`.
 2. ``mkdir -p INBOX``, then the bundle streamed as the stdin of
    ``dd of=INBOX/.part-NAME bs=1M conv=fsync status=none``.
 3. ``stat`` and ``sha256sum`` of ``.part-NAME`` on the peer, compared with the marker's
@@ -14,7 +19,8 @@ only the peer's ``docker_command`` and coreutils:
    export, so matching it means the bundle is that export, byte for byte. Then
    ``mv -f .part-NAME NAME`` (an atomic rename in the inbox).
 4. ``docker load -q -i INBOX/NAME``, then ``inspect`` again: the reference must now be the
-   marker's version; if not, the image it named before is tagged back and the image fails.
+   marker's version, by the same rule as in step 1; if not, the image it named before is
+   tagged back and the image fails.
 
 What differs from a peer with the agent:
 
@@ -32,6 +38,8 @@ inspect: nothing can be done on that peer.
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 import shlex
 import threading
@@ -40,11 +48,12 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from imgsync import log, payload
+from imgsync import identity, log, payload
 from imgsync.config import PeerSettings
+from imgsync.engine import ImageInfo
 from imgsync.errors import EngineError, RemoteCommandError, StorageError, VerificationError
 from imgsync.fsutil import PARTIAL_PREFIX
-from imgsync.model import VERSION_RE, Action, Marker, ProgressSink, Result
+from imgsync.model import Action, Marker, ProgressSink, Result, RuntimeConfig
 from imgsync.transport import CommandResult, SshSession
 
 _IMAGE_ERRORS = (EngineError, StorageError, VerificationError)  # fail one image, not the peer
@@ -95,25 +104,30 @@ def run(
         for image, exported in markers.items()
         if image not in results or results[image].action is Action.FAILED
     }
-    running = {image: remote.image_id(image) for image in todo}
+    running = {image: remote.inspect(image) for image in todo}
     inbox_ready = False
     for image, exported in todo.items():
-        if running[image] == exported.version:
-            results[image] = Result(peer.name, image, exported.version, Action.UNCHANGED)
-            continue
+        source_file = export_dir / exported.bundle
+        runtime = functools.cache(  # read from the bundle only when the layers match
+            functools.partial(identity.bundle_runtime, source_file, exported.version)
+        )
         earlier = results.get(image)
         result = results[image] = Result(
             peer.name, image, exported.version, Action.FAILED,
             bytes_sent=earlier.bytes_sent if earlier else 0, transfer="full",
         )  # fmt: skip
         started = time.monotonic()
+        now = running[image]
         try:
+            if now is not None and _same(now, exported, runtime):
+                results[image] = Result(peer.name, image, exported.version, Action.UNCHANGED)
+                continue
             if not inbox_ready:
                 remote.check(["mkdir", "-p", "--", peer.inbox], StorageError, "creating the inbox")
                 inbox_ready = True
-            log.get().info("sending (agentless)", image=image, running=running[image])
-            source_file = export_dir / exported.bundle
-            _deliver(remote, exported, source_file, result, running[image], progress)
+            before = now.id if now is not None else None
+            log.get().info("sending (agentless)", image=image, running=before)
+            _deliver(remote, exported, source_file, result, before, runtime, progress)
         except _IMAGE_ERRORS as err:
             log.get().error("agentless apply failed", image=image, error=str(err))
             result.error = f"peer {peer.name}: {err}"
@@ -123,12 +137,17 @@ def run(
         result.seconds += time.monotonic() - started
 
 
+def _same(info: ImageInfo, exported: Marker, runtime: Callable[[], RuntimeConfig]) -> bool:
+    return identity.matches(info.id, info.diff_ids, info.runtime, exported, runtime)
+
+
 def _deliver(
     remote: _Remote,
     exported: Marker,
     source_file: Path,
     result: Result,
     before: str | None,
+    runtime: Callable[[], RuntimeConfig],
     progress: ProgressSink | None,
 ) -> None:
     """Send, verify, rename, load, check; the bundle is removed on the peer whatever the
@@ -139,7 +158,7 @@ def _deliver(
         result.bytes_sent += remote.upload(exported, source_file, part, progress)
         remote.verify(exported, part)
         remote.check(["mv", "-f", "--", part, final], StorageError, f"renaming {part}")
-        remote.load(exported, final, before)
+        remote.load(exported, final, before, runtime)
     except _IMAGE_ERRORS:
         remote.remove(part, final)
         raise
@@ -163,20 +182,23 @@ class _Remote:
             raise error(f"{doing} failed ({argv[0]} exited {status}): {why}")
         return answer
 
-    def image_id(self, reference: str) -> str | None:
-        """The image ID under ``reference`` (``None``: no such image). A docker command that
-        cannot answer fails the peer: no step can work there."""
-        inspect = ["image", "inspect", "--format", "{{.Id}}", "--", reference]
+    def inspect(self, reference: str) -> ImageInfo | None:
+        """What the peer's Docker shows under ``reference`` (``None``: no such image). A
+        docker command that cannot answer, or answers nonsense, fails the peer: no step can
+        work there."""
+        inspect = ["image", "inspect", "--format", "{{json .}}", "--", reference]
         answer = self._run([*self.docker, *inspect])
-        text = answer.stdout.decode("utf-8", "replace").strip()
-        if answer.exit_status == 0 and VERSION_RE.fullmatch(text):
-            return text
         if answer.exit_status == 1 and b"no such image" in answer.stderr.lower():
             return None
-        if answer.exit_status == 0:
-            what = f"answered {text[:80]!r}"
-        else:
+        if answer.exit_status != 0:
             what = f"exited {answer.exit_status}: {answer.last_error_line()}"
+        elif len(answer.stdout) > identity.INSPECT_MAX:
+            what = f"answered more than {identity.INSPECT_MAX} bytes"
+        else:
+            try:
+                return identity.from_inspect(json.loads(answer.stdout))
+            except (ValueError, RecursionError) as err:  # JSONDecodeError is a ValueError
+                what = f"answered {answer.stdout[:80]!r} ({str(err)[:120]})"
         raise RemoteCommandError(
             f"peer {self.peer.name}: docker command {shlex.join(self.docker)!r} cannot inspect "
             f"{reference}: it {what}"
@@ -222,14 +244,21 @@ class _Remote:
                 f"{exported.reference} left as it was"
             )
 
-    def load(self, exported: Marker, final: str, before: str | None) -> None:
-        """``docker load`` the bundle; the reference must then be the marker's version, or
-        the image it named before is tagged back."""
+    def load(
+        self, exported: Marker, final: str, before: str | None, runtime: Callable[[], RuntimeConfig]
+    ) -> None:
+        """``docker load`` the bundle; the reference must then be the marker's version (as
+        :func:`_same` says), or the image it named before is tagged back."""
         reference = exported.reference
         answer = self._run([*self.docker, "load", "--quiet", "--input", final])
-        after = self.image_id(reference)
-        if after == exported.version:
-            return  # even if the CLI complained: the engine runs what was asked for
+        shown = self.inspect(reference)
+        why = "other layers or runtime config"
+        try:
+            if shown is not None and _same(shown, exported, runtime):
+                return  # even if the CLI complained: the engine runs what was asked for
+        except VerificationError as err:  # the source's bundle: nothing to compare with
+            why = str(err)
+        after = shown.id if shown is not None else None
         if before is not None and after != before:
             back = f"tagging {before[:19]} back as {reference}"
             self.check([*self.docker, "tag", "--", before, reference], EngineError, back)
@@ -240,8 +269,8 @@ class _Remote:
                 f"{answer.last_error_line()}; {kept}"
             )
         raise VerificationError(
-            f"after loading {exported.bundle}, {reference} is {after}, not "
-            f"{exported.version}; {kept}"
+            f"after loading {exported.bundle}, {reference} is {after}, which is not "
+            f"{exported.version} ({why}); {kept}"
         )
 
     def remove(self, *paths: str) -> None:

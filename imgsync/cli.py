@@ -177,8 +177,7 @@ def apply(
         click.echo(json.dumps({"format": protocol.FORMAT, "received": received}))
         return ExitCode.OK
     if has_layers:
-        store, held = apply_action.held_layers(receiver, list(has_layers))
-        click.echo(protocol.dump_layers(store, held))
+        click.echo(protocol.dump_layers(apply_action.held_layers(receiver, list(has_layers))))
         return ExitCode.OK
     if watch:
         apply_action.watch(receiver, wanted, poll, stop=install_stop_handlers())

@@ -4,13 +4,27 @@ A version is a config digest (:class:`~imgsync.model.Marker`). The classic store
 as the image ID; the containerd store names an image by a manifest digest instead, one the
 engine may have written itself while loading, so there the ID proves nothing and the
 image's layers (diff IDs) and runtime config are compared with the bundle's.
+
+An agentless peer keeps no record of what it loaded, so there :func:`matches` decides from
+what ``docker image inspect`` says alone (:func:`from_inspect`), against the runtime config
+read from the bundle in the export dir (:func:`bundle_runtime`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 from imgsync.engine import Engine, ImageInfo
-from imgsync.errors import ImageNotFound
-from imgsync.model import Marker, RuntimeConfig
+from imgsync.errors import ImageNotFound, VerificationError
+from imgsync.model import VERSION_RE, Marker, RuntimeConfig, runtime_config
+
+INSPECT_MAX = 1024 * 1024  # the most ``docker image inspect`` of one image may say
+_SMALL = 1024 * 1024  # the most a bundle's manifest.json, index.json, manifest or config may be
 
 
 def inspect_or_none(engine: Engine, reference: str) -> ImageInfo | None:
@@ -38,3 +52,100 @@ def held_version(engine: Engine, current: Marker, candidates: list[str]) -> str 
         if info is not None and info.diff_ids == current.layers:
             return info.id
     return None
+
+
+def matches(
+    image_id: str,
+    diff_ids: tuple[str, ...],
+    runtime: RuntimeConfig,
+    current: Marker,
+    bundle_runtime: Callable[[], RuntimeConfig],
+) -> bool:
+    """Is the image an engine shows (its ID, diff IDs and runtime config) ``current``'s
+    version, with no record of loads to go by? Yes when its ID is the version (the classic
+    store), or when its layers are the marker's and its runtime config the bundle's (the
+    containerd store, whose ID is a manifest digest). ``bundle_runtime`` is asked only
+    then, so a classic-store peer never has the bundle opened."""
+    if image_id == current.version:
+        return True
+    return diff_ids == current.layers and runtime == bundle_runtime()
+
+
+def from_inspect(data: Any) -> ImageInfo:
+    """The :class:`ImageInfo` in one image's ``docker image inspect`` JSON (untrusted: a
+    peer's answer); raise ``ValueError`` saying what is wrong with it. No ``RootFS.Layers``
+    means no layers, as Docker omits an empty list."""
+    if not isinstance(data, dict):
+        raise ValueError(f"not a JSON object but {type(data).__name__}")
+    image_id = data.get("Id")
+    if not isinstance(image_id, str) or not VERSION_RE.fullmatch(image_id):
+        raise ValueError(f"Id {str(image_id)[:80]!r} is not an image digest")
+    rootfs = data.get("RootFS") or {}
+    layers = rootfs.get("Layers") if isinstance(rootfs, dict) else rootfs
+    if not isinstance(layers, list | None) or not all(
+        isinstance(layer, str) and VERSION_RE.fullmatch(layer) for layer in layers or ()
+    ):
+        raise ValueError(f"RootFS {str(rootfs)[:80]!r} does not list layer digests")
+    runtime = runtime_config(data.get("Config"), data.get("Architecture"), data.get("Os"))
+    return ImageInfo(image_id, tuple(layers or ()), 0, runtime)
+
+
+def bundle_runtime(path: Path, version: str | None = None) -> RuntimeConfig:
+    """The runtime config (:func:`~imgsync.model.runtime_config`) of the one image in the
+    ``docker save`` tarball at ``path``, read by random access: ``manifest.json`` (legacy
+    and OCI layouts), else ``index.json`` → manifest → config; no layer is read. With
+    ``version``, the config's digest must be it. Raise :class:`VerificationError` when the
+    bundle cannot be read so."""
+    name = path.name
+    try:
+        with tarfile.open(path, mode="r:") as tar:
+            raw = _bundle_config(tar)
+        config = json.loads(raw)
+        if not isinstance(config, dict):
+            raise ValueError("the image config is not a JSON object")
+    except FileNotFoundError:
+        raise VerificationError(f"bundle {name} is missing") from None
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise VerificationError(f"bundle {name} is not a readable tarball ({err})") from None
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, RecursionError) as err:
+        raise VerificationError(f"bundle {name}: unreadable image manifest ({err!r})") from None
+    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+    if version is not None and digest != version:
+        raise VerificationError(
+            f"bundle {name} holds image {digest[:19]}, its marker names {version[:19]}"
+        )
+    return runtime_config(config.get("config"), config.get("architecture"), config.get("os"))
+
+
+def _bundle_config(tar: tarfile.TarFile) -> bytes:
+    """The config JSON (raw) of the one image a ``docker save`` tarball holds."""
+    names = set(tar.getnames())
+    if "manifest.json" in names:
+        manifest = json.loads(_member(tar, "manifest.json"))
+        if not isinstance(manifest, list) or len(manifest) != 1:
+            raise ValueError("manifest.json does not list exactly one image")
+        return _member(tar, str(manifest[0]["Config"]))
+    if "index.json" in names:
+        index = json.loads(_member(tar, "index.json"))
+        descriptors = index["manifests"]
+        if not isinstance(descriptors, list) or len(descriptors) != 1:
+            raise ValueError("index.json does not name exactly one manifest")
+        manifest = json.loads(_member(tar, _blob(descriptors[0]["digest"])))
+        return _member(tar, _blob(manifest["config"]["digest"]))
+    raise ValueError("no manifest.json or index.json: not a docker save tarball")
+
+
+def _member(tar: tarfile.TarFile, name: str) -> bytes:
+    info = tar.getmember(name)  # KeyError when absent
+    if not info.isfile() or info.size > _SMALL:
+        raise ValueError(f"{name} is not a file of at most {_SMALL} bytes")
+    handle = tar.extractfile(info)
+    if handle is None:
+        raise ValueError(f"{name} has no data")
+    return handle.read()
+
+
+def _blob(digest: Any) -> str:
+    if not isinstance(digest, str) or not VERSION_RE.fullmatch(digest):
+        raise ValueError(f"{str(digest)[:80]!r} is not a sha256 digest")
+    return "blobs/sha256/" + digest.removeprefix("sha256:")

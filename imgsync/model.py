@@ -102,6 +102,17 @@ class Marker:
 
 
 @dataclass(frozen=True)
+class HeldLayers:
+    """What a peer's engine holds of the layers the source asked about: its image store,
+    the chain IDs it holds, and (containerd store) the blob digest each was loaded from,
+    as far as the peer recorded it."""
+
+    store: str
+    chains: set[str]
+    blobs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class PeerImage:
     """What a peer holds for one reference: the image ID its engine runs under it, and
     the version of a complete bundle waiting in its inbox (``None``: nothing)."""

@@ -105,13 +105,23 @@ def resume_offset(payload: Payload, size: int, sha256: str) -> int:
     return size if sha256_of(payload, size) == sha256 else 0
 
 
-def layout(path: Path) -> str:
-    """``"oci"`` when the tarball at ``path`` is an OCI layout (it has ``oci-layout``), else
-    ``"legacy"``. Reads only the member headers."""
+def layer_blobs(path: Path) -> list[str] | None:
+    """The blob digest of each layer of the single-image OCI-layout tarball at ``path``,
+    bottom first, from its ``manifest.json``; ``None`` for a legacy layout (no
+    ``oci-layout``), whose layers are ``<id>/layer.tar`` files. Reads headers and the
+    manifest only."""
     try:
         with tarfile.open(path, mode="r:") as tar:
-            return "oci" if "oci-layout" in tar.getnames() else "legacy"
-    except (tarfile.TarError, OSError) as err:
+            if "oci-layout" not in tar.getnames():
+                return None
+            manifest = tar.extractfile("manifest.json")
+            if manifest is None:
+                raise VerificationError(f"{path.name} has no manifest.json")
+            layers = json.loads(manifest.read(4 * 1024 * 1024))[0]["Layers"]
+            if not all(isinstance(p, str) and p.startswith("blobs/sha256/") for p in layers):
+                raise VerificationError(f"{path.name}: layers that are not blobs/sha256/…")
+            return ["sha256:" + str(p).rsplit("/", 1)[1] for p in layers]
+    except (tarfile.TarError, OSError, KeyError, IndexError, TypeError, ValueError) as err:
         raise VerificationError(f"cannot read {path.name}: {err}") from None
 
 

@@ -23,9 +23,17 @@ from imgsync.agentless import session as agentless_session
 from imgsync.bundledir import marker_name
 from imgsync.config import PeerSettings
 from imgsync.errors import AuthError, HostKeyError, ImgsyncError, RemoteCommandError
-from imgsync.model import Action, Inventory, Marker, ProgressSink, Result, chain_ids
+from imgsync.model import (
+    Action,
+    HeldLayers,
+    Inventory,
+    Marker,
+    ProgressSink,
+    Result,
+    chain_ids,
+)
 from imgsync.payload import Payload
-from imgsync.plan import PlanItem, Step, plan_peer, thin_allowed, thin_layers
+from imgsync.plan import PlanItem, Step, plan_peer, thin_layers, thin_positions
 from imgsync.signals import Cancelled
 from imgsync.transport import SshSession
 
@@ -180,29 +188,30 @@ def _thin_plan(
     ssh: SshSession, peer: PeerSettings, plan: list[PlanItem], export_dir: Path
 ) -> dict[str, Omitted]:
     """Ask the peer which layers of the images to send it holds, and its image store; what
-    each bundle may leave out (nothing where that store cannot load a thin one)."""
+    each bundle may leave out (where that store can load it so)."""
     chains = {c for item in plan if item.step is Step.SEND for c in chain_ids(item.marker.layers)}
     if not chains:
         return {}
     args = ["--json", *(arg for chain in sorted(chains) for arg in ("--has-layer", chain))]
-    store, held = _ask(ssh, peer, args, protocol.load_layers)
-    return thin_for_store(plan, held, store, export_dir)
+    return thin_for_store(plan, _ask(ssh, peer, args, protocol.load_layers), export_dir)
 
 
-def thin_for_store(
-    plan: list[PlanItem], held: set[str], store: str, export_dir: Path
-) -> dict[str, Omitted]:
-    """:func:`thin_layers`, keeping only the bundles a peer with ``store`` can load thin."""
+def thin_for_store(plan: list[PlanItem], held: HeldLayers, export_dir: Path) -> dict[str, Omitted]:
+    """:func:`thin_layers`, cut down to what the peer's store can load
+    (:func:`plan.thin_positions`; a containerd-store peer needs the bundle's blobs)."""
     omitted = {}
-    for image, positions in thin_layers(plan, held).items():
-        bundle = export_dir / next(item.marker.bundle for item in plan if item.image == image)
-        # a dry run plans bundles not exported yet: their layout is unknown, count them full
-        layout = payload.layout(bundle) if store != "classic" and bundle.exists() else "legacy"
-        if positions and not thin_allowed(store, layout):
-            log.get().info("full bundle: the peer's store cannot load it thin", image=image,
-                           store=store)  # fmt: skip
-            continue
-        omitted[image] = positions
+    for image, positions in thin_layers(plan, held.chains).items():
+        marker = next(item.marker for item in plan if item.image == image)
+        bundle = export_dir / marker.bundle
+        # a dry run plans bundles not exported yet: their blobs are unknown, count them legacy
+        blobs = payload.layer_blobs(bundle) if held.store != "classic" and bundle.exists() else None
+        kept = thin_positions(held.store, positions, chain_ids(marker.layers), held.blobs, blobs)
+        if kept != positions:
+            log.get().info(
+                "layers the peer holds in a way its store cannot reuse are sent",
+                image=image, store=held.store, layers=len(positions) - len(kept),
+            )  # fmt: skip
+        omitted[image] = kept
     return omitted
 
 

@@ -45,14 +45,28 @@ def thin_layers(items: list[PlanItem], held: set[str]) -> dict[str, tuple[int, .
     return omitted
 
 
-def thin_allowed(store: str, layout: str) -> bool:
-    """Can an engine with this image ``store`` load a thin bundle of this ``layout``
-    ("legacy" or "oci")? The classic store skips every layer it holds (by chain ID),
-    whatever the layout. The containerd store looks a left-out layer up by its blob digest:
-    an OCI bundle's blobs are those the peer got before from the same source, but a legacy
-    bundle names ``<id>/layer.tar`` files, and without them the load fails ("layer not
-    found", Docker 26.1): those go in full."""
-    return store == "classic" or (store == "containerd" and layout == "oci")
+def thin_positions(
+    store: str,
+    positions: tuple[int, ...],
+    chains: list[str],
+    peer_blobs: dict[str, str],
+    bundle_blobs: list[str] | None,
+) -> tuple[int, ...]:
+    """Which of ``positions`` (layers the peer holds, by chain ID) a bundle may really leave
+    out for an engine with this image ``store``.
+
+    The classic store skips any layer whose chain ID it holds, whatever the layout: all of
+    them. The containerd store needs the blob itself: a legacy bundle (``bundle_blobs`` is
+    None) that leaves out its ``<id>/layer.tar`` fails to load ("layer not found"), and an
+    OCI one that leaves out a blob the peer holds only as another blob (same layer, other
+    compression) loads but leaves an image ``docker save`` cannot write (Docker 26.1). So
+    there, only layers whose blob the peer recorded (``peer_blobs``: chain ID → digest) as
+    this bundle's. Any other store: none."""
+    if store == "classic":
+        return positions
+    if store != "containerd" or bundle_blobs is None:
+        return ()
+    return tuple(i for i in positions if peer_blobs.get(chains[i]) == bundle_blobs[i])
 
 
 def needs_export(image_id: str, exported: Marker | None, bundle_intact: bool) -> bool:

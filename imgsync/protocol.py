@@ -19,7 +19,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from imgsync import __version__
-from imgsync.model import SHA256_HEX_RE, VERSION_RE, Action, ApplyOutcome, Inventory, PeerImage
+from imgsync.model import (
+    SHA256_HEX_RE,
+    VERSION_RE,
+    Action,
+    ApplyOutcome,
+    HeldLayers,
+    Inventory,
+    PeerImage,
+)
 
 FORMAT = 1
 
@@ -116,17 +124,27 @@ def _partials(data: Any) -> dict[str, tuple[int, str]]:
     return found
 
 
-def dump_layers(store: str, held: list[str]) -> str:
-    return json.dumps({"format": FORMAT, "store": store, "layers": held})
+def dump_layers(held: HeldLayers) -> str:
+    layers = sorted(held.chains)
+    return json.dumps(
+        {"format": FORMAT, "store": held.store, "layers": layers, "blobs": held.blobs}
+    )
 
 
-def load_layers(raw: bytes) -> tuple[str, set[str]]:
-    """The peer's image store and the chain IDs it holds (of those asked about)."""
+def load_layers(raw: bytes) -> HeldLayers:
+    """The peer's image store, the chain IDs it holds (of those asked about), and the blob
+    each was loaded from where it says (older peers do not: none)."""
     data = _object(raw)
-    store, layers = data.get("store"), data.get("layers")
-    if not isinstance(store, str) or not isinstance(layers, list):
+    store, layers, blobs = data.get("store"), data.get("layers"), data.get("blobs") or {}
+    if not isinstance(store, str) or not isinstance(layers, list) or not isinstance(blobs, dict):
         raise ProtocolError("layer answer without 'store' and 'layers'")
-    return store[:40], {_version(layer) or "" for layer in layers} - {""}
+    chains = {_version(layer) or "" for layer in layers} - {""}
+    held_blobs = {
+        chain: blob
+        for chain, blob in blobs.items()
+        if chain in chains and _version(blob) is not None
+    }
+    return HeldLayers(store[:40], chains, held_blobs)
 
 
 def dump_apply(outcomes: list[ApplyOutcome]) -> str:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import structlog
 
-from imgsync import bundle, fsutil, identity, loaded, log
+from imgsync import bundle, fsutil, identity, loaded, log, saveformat
 from imgsync.bundledir import BundleDir, marker_name
 from imgsync.config import ReceiverConfig
 from imgsync.engine import Engine
@@ -47,6 +47,7 @@ from imgsync.lock import cycle_lock
 from imgsync.model import (
     Action,
     ApplyOutcome,
+    HeldLayers,
     Inventory,
     Marker,
     PeerImage,
@@ -194,9 +195,18 @@ def _apply_marker(engine: Engine, inbox: BundleDir, current: Marker) -> tuple[Ac
             f"after loading {current.bundle}, {current.reference} is {got}, which is not "
             f"{current.version} (other layers or config); the previous image was kept"
         )
-    loaded.record(inbox.path, after.id, current.version, engine.image_ids())
+    loaded.record(inbox.path, after.id, current.version, engine.image_ids(), _blobs(saved))
     log.get().info("loaded", version=current.version, image_id=after.id)
     return Action.LOADED, before
+
+
+def _blobs(saved: saveformat.SavedImage) -> dict[str, str]:
+    """Chain ID → blob digest of each layer of an OCI-layout bundle (none for legacy)."""
+    paths = saved.layer_paths
+    if not all(path.startswith("blobs/sha256/") for path in paths):
+        return {}
+    digests = ["sha256:" + path.rsplit("/", 1)[1] for path in paths]
+    return dict(zip(chain_ids(saved.diff_ids), digests, strict=True))
 
 
 def _check_held(engine: Engine, current: Marker) -> None:
@@ -212,13 +222,18 @@ def _check_held(engine: Engine, current: Marker) -> None:
         )
 
 
-def held_layers(receiver: ReceiverConfig, chains: list[str]) -> tuple[str, list[str]]:
-    """The engine's image store, and which of ``chains`` it holds (the source decides
-    from the store which bundles may leave those out: plan.thin_allowed)."""
+def held_layers(receiver: ReceiverConfig, chains: list[str]) -> HeldLayers:
+    """The engine's image store, which of ``chains`` it holds, and on the containerd store
+    the blob each was loaded from, as recorded (the source decides from these which
+    layers a bundle may leave out: plan.thin_positions)."""
     with _engine(receiver) as engine:
         store = engine.store()
-        held = engine.layer_chains()
-        return store, [chain for chain in chains if chain in held]
+        held = engine.layer_chains() & set(chains)
+        blobs: dict[str, str] = {}
+        if store == "containerd":
+            recorded = loaded.held_blobs(Path(receiver.inbox), engine.image_ids())
+            blobs = {chain: recorded[chain] for chain in held if chain in recorded}
+        return HeldLayers(store, held, blobs)
 
 
 def _remove_replaced(engine: Engine, image_id: str) -> None:

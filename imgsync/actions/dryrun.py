@@ -21,7 +21,7 @@ from imgsync import payload, protocol, selection
 from imgsync.bundledir import BundleDir, bundle_name
 from imgsync.engine import Engine
 from imgsync.errors import ImgsyncError, MarkerError
-from imgsync.model import Marker, chain_ids
+from imgsync.model import HeldLayers, Marker, chain_ids
 from imgsync.peer import thin_for_store
 from imgsync.plan import Step, needs_export, plan_peer
 from imgsync.transport import SshSession
@@ -119,12 +119,12 @@ def _peer(peer: cfg.PeerSettings, markers: dict[str, Marker], export_dir: Path) 
         plan = plan_peer(markers, inventory, peer.inbox)
         chains = {c for item in plan if item.step is Step.SEND
                   for c in chain_ids(item.marker.layers)}  # fmt: skip
-        store, held = "unknown", set[str]()
+        held = HeldLayers("unknown", set())
         if chains and peer.mode == "agent":
             layer_args = ["--json", *(a for c in sorted(chains) for a in ("--has-layer", c))]
             answer = ssh.run([*peer.apply_argv, *layer_args], peer.apply_timeout)
-            store, held = protocol.load_layers(answer.stdout)
-    omitted = thin_for_store(plan, held, store, export_dir)
+            held = protocol.load_layers(answer.stdout)
+    omitted = thin_for_store(plan, held, export_dir)
     results = []
     for item in plan:
         row = Planned(peer.name, item.image, item.marker.version, "unchanged")
