@@ -53,7 +53,7 @@ from imgsync.config import PeerSettings
 from imgsync.engine import ImageInfo
 from imgsync.errors import EngineError, RemoteCommandError, StorageError, VerificationError
 from imgsync.fsutil import PARTIAL_PREFIX
-from imgsync.model import Action, Marker, ProgressSink, Result, RuntimeConfig
+from imgsync.model import Action, Marker, ProgressSink, Result, RuntimeConfig, store_of
 from imgsync.transport import CommandResult, SshSession
 
 _IMAGE_ERRORS = (EngineError, StorageError, VerificationError)  # fail one image, not the peer
@@ -87,7 +87,31 @@ def session(
     """:func:`imgsync.peer._session` for an agentless peer (same arguments, same contract:
     ``results`` filled in as it goes, a transport failure raised)."""
     with SshSession(peer, stop) as ssh:
-        run(ssh, peer, markers, export_dir, results, progress)
+        engine, store = engine_facts(ssh, peer)
+        try:
+            run(ssh, peer, markers, export_dir, results, progress)
+        finally:
+            for image in markers:
+                if image in results:
+                    results[image].engine, results[image].store = engine, store
+
+
+def engine_facts(ssh: Shell, peer: PeerSettings) -> tuple[str | None, str | None]:
+    """The peer's Docker version and image store, from ``docker info`` through its
+    ``docker_command``; ``(None, None)`` when it does not say (the steps that follow
+    report why)."""
+    template = '{"version":{{json .ServerVersion}},"status":{{json .DriverStatus}}}'
+    answer = ssh.run([*peer.docker_argv, "info", "--format", template], peer.io_timeout)
+    if answer.exit_status != 0 or len(answer.stdout) > identity.INSPECT_MAX:
+        return None, None
+    try:
+        data = json.loads(answer.stdout)
+    except (ValueError, RecursionError):
+        return None, None
+    version = data.get("version") if isinstance(data, dict) else None
+    if not isinstance(version, str) or not version:
+        return None, None
+    return re.sub(r"[^\x20-\x7e]", "?", version[:80]), store_of(data.get("status"))
 
 
 def run(

@@ -17,7 +17,7 @@ import docker.errors
 import requests.exceptions
 
 from imgsync.errors import EngineError, ImageNotFound
-from imgsync.model import RuntimeConfig, chain_ids, runtime_config
+from imgsync.model import RuntimeConfig, chain_ids, runtime_config, store_of
 
 SAVE_CHUNK = 1024 * 1024
 _API_TIMEOUT = 600
@@ -150,11 +150,7 @@ class Engine:
 
     def store(self) -> str:
         """``containerd`` for the containerd image store (snapshotters), else ``classic``."""
-        info = self._call("info", self._client.api.info)
-        status = dict(tuple(pair) for pair in info.get("DriverStatus") or [] if len(pair) == 2)
-        if "containerd" in str(status.get("driver-type", "")):
-            return "containerd"
-        return "classic"
+        return store_of(self._call("info", self._client.api.info).get("DriverStatus"))
 
     def version(self) -> dict[str, Any]:
         return dict(self._call("version", self._client.api.version))

@@ -52,6 +52,14 @@ def runtime_config(config: Any, architecture: Any, os: Any) -> RuntimeConfig:
     return tuple(sorted((key, json.dumps(v, sort_keys=True)) for key, v in fields.items()))
 
 
+def store_of(driver_status: Any) -> str:
+    """``containerd`` for an engine whose ``docker info`` DriverStatus names a containerd
+    snapshotter (the containerd image store), else ``classic``."""
+    pairs = driver_status if isinstance(driver_status, list) else []
+    status = dict(tuple(pair) for pair in pairs if isinstance(pair, list) and len(pair) == 2)
+    return "containerd" if "containerd" in str(status.get("driver-type", "")) else "classic"
+
+
 class Action(StrEnum):
     LOADED = "loaded"
     RESTORED = "restored"  # the reference was moved by hand; the version it names was

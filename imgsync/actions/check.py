@@ -24,8 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from imgsync import agentless, credentials, fsutil, protocol
 from imgsync import config as cfg
-from imgsync import credentials, fsutil, protocol
 from imgsync.actions.checklist import (
     AGENTLESS_ITEMS,
     FAIL,
@@ -159,6 +159,10 @@ def _docker_cli_item(peer: cfg.PeerSettings, ssh: SshSession) -> Item:
     argv = [*peer.docker_argv, "version", "--format", "{{.Server.Version}}"]
     fix = f"install Docker on the peer, or set docker_command (now {shlex.join(peer.docker_argv)})"
     try:
+        engine, store = agentless.engine_facts(ssh, peer)
+        if engine is not None:
+            detail = f"Docker {engine}, {store} image store ({shlex.join(peer.docker_argv)})"
+            return Item("docker", OK, detail)
         answer = ssh.run(argv, timeout=peer.io_timeout)
     except TransportError as err:
         return Item("docker", FAIL, _plain(peer, err), fix=fix)

@@ -80,6 +80,10 @@ def test_agentless_peers_on_both_stores_load_once_then_leave_the_image_alone(
     # the classic peer's ID is the version; the containerd peer's is its own manifest digest
     assert fleet.peer(CLASSIC).docker.image_id(image) == version
     assert fleet.peer(CONTAINERD).docker.image_id(image) != version
+    # what each peer's Docker is, from `docker info` through its docker_command
+    assert report["peers"][CLASSIC]["store"] == "classic", report["peers"]
+    assert report["peers"][CONTAINERD]["store"] == "containerd", report["peers"]
+    assert report["peers"][CONTAINERD]["engine"].startswith("26."), report["peers"]
 
     since = time.time()
     fleet.reset_counters()

@@ -216,7 +216,7 @@ def test_check_names_a_peer_whose_imgsync_cannot_reach_its_docker(lab: Lab, tmp_
     assert summary == "FAILED: p2 (docker); 1 of 2 peer(s) ok"
 
 
-def test_check_asks_an_agentless_peer_for_its_docker_version(lab: Lab) -> None:
+def test_check_asks_an_agentless_peer_for_its_docker_version_and_store(lab: Lab) -> None:
     image = "check-agentless/web:1"
     p2 = lab.peer("p2")
 
@@ -229,7 +229,8 @@ def test_check_asks_an_agentless_peer_for_its_docker_version(lab: Lab) -> None:
     assert code == 0, peers
     assert statuses(peers["p2"]) == [(n, "ok") for n in ("sshd", "host key", "key auth", "docker")]
     version = p2.docker.client().version()["Version"]
-    assert peers["p2"]["docker"][1] == f"Docker {version} (docker -H {p2.docker.url})"
+    want = f"Docker {version}, classic image store (docker -H {p2.docker.url})"
+    assert peers["p2"]["docker"][1] == want
     assert summary == "ok: every item of 2 peer(s) is ok"
 
     agentless("docker -H unix:///nonexistent/docker.sock")

@@ -167,7 +167,12 @@ def assert_safe(config: cfg.Config) -> None:
     paths = [config.ssh.identity_file, config.ssh.known_hosts, config.state.path]
     if config.source is not None:
         paths.append(config.source.export_dir)
-        assert all(normalize(image) == image for image in config.source.images)
+        for image in config.source.images:
+            if any(c in image for c in "*?["):  # a glob selector: plain characters only
+                assert re.fullmatch(r"[a-z0-9._/:*?\[\]-]{1,255}", image), image
+                assert not image.startswith("-"), image
+            else:
+                assert normalize(image) == image
     if config.receiver is not None:
         paths.append(config.receiver.inbox)
     for peer in config.peers:
@@ -230,6 +235,7 @@ def test_any_bytes_as_the_config_file_are_a_config_or_a_config_error(
 
 @given(one_field_hostile)
 @example((("source", "images", 0), "app:1;touch /tmp/x"))
+@example((("source", "images", 0), "*"))  # a glob selector is valid, not a reference
 @example((("peers", 0, "name"), "edge-1;reboot"))
 @example((("peers", 0, "host"), "-oProxyCommand=touch /tmp/x"))
 @example((("peers", 0, "inbox"), "/var/lib/imgsync/inbox$(touch /tmp/x)"))

@@ -54,6 +54,7 @@ markers = st.builds(
     size=st.integers(0, 2**63),
     sha256=hex64,
     created=st.text(max_size=30),
+    image_id=st.one_of(st.none(), versions),  # the source engine's own ID (containerd store)
 )
 hostile_bundles = st.one_of(
     st.sampled_from(
@@ -98,6 +99,8 @@ def assert_well_formed(found: Marker) -> None:
     assert normalize(found.reference) == found.reference
     assert type(found.size) is int and found.size >= 0
     assert found.format == Marker.FORMAT
+    assert found.image_id is None or VERSION_RE.fullmatch(found.image_id)
+    assert VERSION_RE.fullmatch(found.source_id)
 
 
 @given(st.binary(max_size=2048))
@@ -121,17 +124,20 @@ def test_any_json_value_is_a_marker_or_a_marker_error(value: Any) -> None:
         assert_well_formed(found)
 
 
-@given(st.sampled_from(sorted(GOOD)), field_values)
+@given(st.sampled_from([*sorted(GOOD), "image_id"]), field_values)
 @example("bundle", "../../etc/passwd.tar")
 @example("bundle", "a/../../b.tar")
 @example("reference", "app:1;touch /tmp/x")
 @example("size", True)
 @example("format", 1.0)
+@example("image_id", "sha256:" + "e" * 64)
+@example("image_id", None)
 def test_a_marker_with_one_field_replaced_stays_well_formed_or_is_refused(
     key: str, value: Any
 ) -> None:
-    """A valid marker with any one field replaced by any JSON value is refused, or accepted
-    with every field still well-formed: the bundle a plain '*.tar' name in the inbox."""
+    """A valid marker with any one field replaced (or an image_id added) by any JSON value is
+    refused, or accepted with every field still well-formed: the bundle a plain '*.tar' name
+    in the inbox, the image_id a sha256 ID."""
     found = load(json.dumps({**GOOD, key: value}).encode())
     if found is not None:
         assert_well_formed(found)
@@ -150,8 +156,10 @@ def test_a_marker_with_a_key_missing_or_added_is_refused(key: str, value: Any, h
 
 @given(markers)
 def test_every_well_formed_marker_survives_a_round_trip(original: Marker) -> None:
-    """dumps() then loads() gives back the same marker."""
-    assert marker.loads(marker.dumps(original), "m") == original
+    """dumps() then loads() gives back the same marker, image_id (or its absence) included."""
+    raw = marker.dumps(original)
+    assert ("image_id" in json.loads(raw)) == (original.image_id is not None)
+    assert marker.loads(raw, "m") == original
 
 
 @given(markers, st.integers(1, 4096), st.sampled_from(["whitespace", "created"]))

@@ -9,6 +9,7 @@ import json
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 def sha(data: bytes) -> str:
@@ -34,11 +35,13 @@ class Image:
     tag: str
     layers: list[bytes]  # uncompressed layer tars, bottom first
     compress: bool = False  # OCI only: gzip the layer blobs
+    settings: dict[str, Any] = field(default_factory=dict)  # more config keys ("config", "os")
     config: bytes = field(init=False)
 
     def __post_init__(self) -> None:
         diff_ids = ["sha256:" + sha(layer) for layer in self.layers]
-        self.config = json.dumps({"rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+        document = {"rootfs": {"type": "layers", "diff_ids": diff_ids}, **self.settings}
+        self.config = json.dumps(document).encode()
 
     @property
     def config_digest(self) -> str:

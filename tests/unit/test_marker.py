@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -49,6 +50,12 @@ def test_a_marker_survives_a_round_trip() -> None:
         (mutate(size=True), "size must be a int"),
         (mutate(layers=["nope"]), "layers must be sha256 diff IDs"),
         (b" " * (marker.MAX_BYTES + 1), "larger than"),
+        (mutate(image_id="latest"), "image_id is not a sha256 image ID"),
+        (mutate(image_id="sha256:" + "A" * 64), "image_id is not a sha256 image ID"),
+        (mutate(image_id="a" * 64), "image_id is not a sha256 image ID"),
+        (mutate(image_id=1), "image_id must be a str"),
+        (mutate(image_id=["sha256:" + "e" * 64]), "image_id must be a str"),
+        (mutate(image_id=None), "image_id must be a str"),
     ],
 )
 def test_bad_markers_are_refused_with_the_reason(raw: bytes, complaint: str) -> None:
@@ -63,3 +70,22 @@ def test_a_missing_key_is_named() -> None:
     del data["sha256"]
     with pytest.raises(MarkerError, match=r"missing keys \['sha256'\]"):
         marker.loads(json.dumps(data).encode(), "m")
+
+
+def test_a_marker_without_an_image_id_loads_with_none() -> None:
+    data = GOOD.to_json_dict()
+    assert "image_id" not in data
+    assert marker.loads(json.dumps(data).encode(), "m").image_id is None
+
+
+def test_a_marker_with_the_source_engines_image_id_survives_a_round_trip() -> None:
+    with_id = replace(GOOD, image_id="sha256:" + "e" * 64)
+    found = marker.loads(marker.dumps(with_id), "m")
+    assert found == with_id
+    assert found.source_id == "sha256:" + "e" * 64
+
+
+def test_unknown_keys_are_still_refused_beside_an_image_id() -> None:
+    raw = mutate(image_id="sha256:" + "e" * 64, image_digest="sha256:" + "e" * 64)
+    with pytest.raises(MarkerError, match=r"unknown keys \['image_digest'\]"):
+        marker.loads(raw, "m")

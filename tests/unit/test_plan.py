@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import pytest
+
 from imgsync.model import Inventory, Marker, PeerImage
-from imgsync.plan import Step, needs_export, plan_peer
+from imgsync.plan import Step, needs_export, plan_peer, thin_positions
 
 V1, V2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
 
@@ -17,6 +21,45 @@ def test_export_only_when_the_image_moved_or_the_bundle_is_gone() -> None:
     assert not needs_export(V1, marker("a:1", V1), bundle_intact=True)
     assert needs_export(V2, marker("a:1", V1), bundle_intact=True)
     assert needs_export(V1, marker("a:1", V1), bundle_intact=False)
+
+
+def test_on_a_containerd_source_the_export_is_compared_by_the_engines_own_id() -> None:
+    manifest, other = "sha256:" + "e" * 64, "sha256:" + "f" * 64
+    exported = replace(marker("a:1", V1), image_id=manifest)
+    assert not needs_export(manifest, exported, bundle_intact=True)
+    assert needs_export(other, exported, bundle_intact=True)  # the image moved on
+    assert needs_export(V1, exported, bundle_intact=True)  # not the ID the engine gave it
+    assert needs_export(manifest, exported, bundle_intact=False)
+
+
+CHAINS = ["sha256:" + c * 64 for c in "abc"]  # chain IDs of a three-layer image
+BLOBS = ["sha256:" + c * 64 for c in "def"]  # its layer blobs in an OCI bundle
+
+
+def test_the_classic_store_leaves_out_every_layer_it_holds_whatever_the_layout() -> None:
+    assert thin_positions("classic", (0, 1), CHAINS, {}, None) == (0, 1)
+    assert thin_positions("classic", (0, 1), CHAINS, {}, BLOBS) == (0, 1)
+
+
+def test_the_containerd_store_gets_a_legacy_bundle_in_full() -> None:
+    every_blob = dict(zip(CHAINS, BLOBS, strict=True))
+    assert thin_positions("containerd", (0, 1), CHAINS, every_blob, None) == ()
+
+
+def test_the_containerd_store_leaves_out_only_layers_it_holds_as_the_bundles_blob() -> None:
+    peer_blobs = {
+        CHAINS[0]: BLOBS[0],  # loaded before from this source's bundle
+        CHAINS[1]: "sha256:" + "9" * 64,  # the same layer, another blob (pulled, recompressed)
+    }
+    assert thin_positions("containerd", (0, 1), CHAINS, peer_blobs, BLOBS) == (0,)
+    assert thin_positions("containerd", (0, 1), CHAINS, {}, BLOBS) == ()  # no record: full
+
+
+@pytest.mark.parametrize("store", ["unknown", "", "Classic"])
+def test_a_store_imgsync_does_not_know_gets_full_bundles(store: str) -> None:
+    every_blob = dict(zip(CHAINS, BLOBS, strict=True))
+    assert thin_positions(store, (0, 1), CHAINS, every_blob, BLOBS) == ()
+    assert thin_positions(store, (0, 1), CHAINS, every_blob, None) == ()
 
 
 def test_a_peer_gets_only_what_it_does_not_run() -> None:

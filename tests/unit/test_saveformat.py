@@ -4,11 +4,15 @@ against its digest before anything trusts it."""
 from __future__ import annotations
 
 import io
+import json
+import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from imgsync.errors import VerificationError
+from imgsync.model import runtime_config
 from imgsync.saveformat import scan
 
 from .tarballs import Image, layer_tar, legacy, oci, sha
@@ -94,3 +98,58 @@ def test_a_thin_bundle_reports_the_layers_it_leaves_out(tmp_path: Path) -> None:
 def test_junk_is_not_an_image_tarball(junk: bytes) -> None:
     with pytest.raises(VerificationError):
         scan(io.BytesIO(junk))
+
+
+def index_digests_of(path: Path) -> list[str]:
+    with tarfile.open(path) as tar:
+        handle = tar.extractfile("index.json")
+        assert handle is not None
+        return [d["digest"] for d in json.load(handle)["manifests"]]
+
+
+@pytest.mark.parametrize("with_manifest_json", [True, False])
+def test_an_oci_tarball_names_the_manifests_its_index_lists(
+    tmp_path: Path, with_manifest_json: bool
+) -> None:
+    images = [Image("acme/web:1", [BASE, APP]), Image("acme/db:2", [BASE, OTHER])]
+    path = oci(tmp_path / "o.tar", images, with_manifest_json)
+    archive = scan(path.open("rb"))
+    expected = index_digests_of(path)
+    assert len(expected) == 2
+    assert archive.index_digests == tuple(expected)
+    assert not set(archive.index_digests) & {i.config_digest for i in images}
+
+
+def test_a_legacy_tarball_has_no_index_digests(tmp_path: Path) -> None:
+    archive = scan(legacy(tmp_path / "l.tar", [Image("acme/web:1", [BASE])]).open("rb"))
+    assert archive.index_digests == ()
+
+
+WEB_SETTINGS = {
+    "architecture": "amd64",
+    "os": "linux",
+    "config": {"Cmd": ["/web"], "Env": ["PORT=80"], "Labels": {"team": "web"}, "User": ""},
+}
+
+
+@pytest.mark.parametrize("build", [legacy, oci])
+def test_each_saved_image_carries_the_runtime_config_of_its_config_json(
+    tmp_path: Path, build: Callable[[Path, list[Image]], Path]
+) -> None:
+    web = Image("acme/web:1", [BASE, APP], settings=WEB_SETTINGS)
+    worker = Image(
+        "acme/worker:1",
+        [BASE, APP],
+        settings={**WEB_SETTINGS, "config": {**WEB_SETTINGS["config"], "Cmd": ["/worker"]}},
+    )
+    archive = scan(build(tmp_path / "t.tar", [web, worker]).open("rb"))
+    found_web, found_worker = archive.images
+    assert found_web.runtime == runtime_config(WEB_SETTINGS["config"], "amd64", "linux")
+    assert ("User", '""') not in found_web.runtime  # empty: absent
+    assert found_worker.diff_ids == found_web.diff_ids
+    assert found_worker.runtime != found_web.runtime  # same layers, another command
+
+
+def test_a_config_without_runtime_settings_has_an_empty_runtime(tmp_path: Path) -> None:
+    archive = scan(legacy(tmp_path / "l.tar", [Image("acme/web:1", [BASE])]).open("rb"))
+    assert archive.images[0].runtime == ()

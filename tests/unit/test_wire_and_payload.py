@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import struct
@@ -11,9 +12,9 @@ import pytest
 
 from imgsync import payload, wire
 from imgsync.config import parse_rate
-from imgsync.errors import StorageError
+from imgsync.errors import StorageError, VerificationError
 
-from .tarballs import Image, layer_tar, legacy, sha
+from .tarballs import Image, layer_tar, legacy, oci, sha
 
 MB = 1024 * 1024
 
@@ -86,3 +87,25 @@ def test_rates(text: str, rate: float) -> None:
 def test_bad_rates(text: str) -> None:
     with pytest.raises(ValueError):
         parse_rate(text)
+
+
+def test_an_oci_bundle_names_the_blob_of_each_layer_a_legacy_one_none(tmp_path: Path) -> None:
+    base, app = layer_tar({"b": b"B" * 400}), layer_tar({"a": b"A" * 300})
+    image = Image("x:1", [base, app], compress=True)
+    blobs = payload.layer_blobs(oci(tmp_path / "o.tar", [image]))
+    assert blobs == ["sha256:" + sha(gzip.compress(layer, mtime=0)) for layer in (base, app)]
+    assert blobs != list(image.diff_ids)  # compressed: the blob is not the diff ID
+    plain = Image("x:1", [base, app])
+    assert payload.layer_blobs(oci(tmp_path / "p.tar", [plain])) == list(plain.diff_ids)
+    assert payload.layer_blobs(legacy(tmp_path / "l.tar", [image])) is None
+
+
+def test_the_blobs_of_a_file_that_is_no_tarball_are_a_verification_error(
+    tmp_path: Path,
+) -> None:
+    junk = tmp_path / "junk.tar"
+    junk.write_bytes(b"oci-layout, honestly" * 100)
+    with pytest.raises(VerificationError, match=r"cannot read junk\.tar"):
+        payload.layer_blobs(junk)
+    with pytest.raises(VerificationError):
+        payload.layer_blobs(tmp_path / "missing.tar")
