@@ -9,6 +9,7 @@ source is 20.10 in one run of the module and Docker 26 in the other.
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from imgsync import saveformat
 from imgsync.model import runtime_config
 from lab import Lab, build_image
 from lab.cluster import ENGINE_26, ENGINE_HOST
@@ -52,6 +54,12 @@ def _identity(lab_node_client: Any, ref: str) -> tuple[tuple[str, ...], Any]:
     return tuple(attrs["RootFS"]["Layers"]), runtime
 
 
+def _saved_config_digest(client: Any, ref: str) -> str:
+    """The config digest of ``ref`` as ``docker save`` writes it (any engine, any layout)."""
+    archive = saveformat.scan(io.BytesIO(b"".join(client.api.get_image(ref))))
+    return archive.images[0].config_digest
+
+
 def _source_images(lab: Lab, name: str, seed: int, extra: list[tuple[str, int]]) -> list[str]:
     """Build ``name/app:1`` on the source; on a Docker 26 source also load ``name/pulled:1``
     with gzip layer blobs, the way a pulled image sits in a containerd store."""
@@ -72,8 +80,11 @@ def test_the_same_image_on_both_stores_is_loaded_once_then_left_alone(mixed: Lab
     assert set(actions(report).values()) == {"loaded"}, actions(report)
     for image in images:
         want = _identity(mixed.source.client(), image)
+        version = by_peer_image(report)[(CLASSIC, image)]["version"]
         for peer in mixed.peers:
             assert _identity(peer.docker.client(), image) == want, (peer.name, image)
+            # byte for byte the same config: what the peer saves has the version's digest
+            assert _saved_config_digest(peer.docker.client(), image) == version, peer.name
     # the peer's own ID differs on the containerd store, and nothing cares
     app = images[0]
     assert mixed.peer(CONTAINERD).docker.image_id(app) != mixed.peer(CLASSIC).docker.image_id(app)
