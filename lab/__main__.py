@@ -12,7 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ._proc import LabError, remove_tree, unavailable_reason
-from .cluster import Lab
+from .chroot import docker26_unavailable
+from .cluster import ENGINE_26, ENGINE_HOST, Lab
 from .images import build_image, layer_ids
 
 MiB = 1024 * 1024
@@ -30,13 +31,21 @@ def _check_prereqs() -> None:
 
 
 def _ids_table(lab: Lab, images: list[str]) -> bool:
+    """Each node's image ID per image (a containerd-store node has its own), and whether
+    every node holds the same image: the same layers (diff IDs)."""
     nodes = [lab.source] + [p.docker for p in lab.peers]
-    print(f"{'image':<16}" + "".join(f"{n.name:<22}" for n in nodes))
+    names = [f"{n.name} ({'containerd' if n.containerd_store else 'classic'})" for n in nodes]
+    print(f"{'image':<16}" + "".join(f"{name:<24}" for name in names) + "same layers")
     same = True
     for ref in images:
         ids = [n.image_id(ref) for n in nodes]
-        same = same and all(i == ids[0] for i in ids)
-        print(f"{ref:<16}" + "".join(f"{(i or '-')[7:26]:<22}" for i in ids))
+        layers = [
+            layer_ids(n.client(), ref) if i else None for n, i in zip(nodes, ids, strict=True)
+        ]
+        equal = all(found == layers[0] for found in layers) and layers[0] is not None
+        same = same and equal
+        row = "".join(f"{(i or '-')[7:26]:<24}" for i in ids)
+        print(f"{ref:<16}{row}{'yes' if equal else 'NO'}")
     return same
 
 
@@ -52,7 +61,9 @@ def _run_live(argv: list[str]) -> int:
 def demo(keep: bool) -> int:
     _check_prereqs()
     remove_tree(DEMO_ROOT)
-    lab = Lab(DEMO_ROOT, peers=2, keep=keep)
+    # p2 runs Docker 26 with the containerd image store when scripts/bootstrap built it
+    engines = [ENGINE_HOST, ENGINE_HOST if docker26_unavailable() else ENGINE_26]
+    lab = Lab(DEMO_ROOT, peers=2, keep=keep, peer_engines=engines)
     images = ["demo/web:1", "demo/worker:1"]
     try:
         lab.start()
