@@ -12,19 +12,16 @@ read from the bundle in the export dir (:func:`bundle_runtime`).
 
 from __future__ import annotations
 
-import hashlib
-import json
-import tarfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from imgsync import saveformat
 from imgsync.engine import Engine, ImageInfo
 from imgsync.errors import ImageNotFound, VerificationError
 from imgsync.model import VERSION_RE, Marker, RuntimeConfig, runtime_config
 
 INSPECT_MAX = 1024 * 1024  # the most ``docker image inspect`` of one image may say
-_SMALL = 1024 * 1024  # the most a bundle's manifest.json, index.json, manifest or config may be
 
 
 def inspect_or_none(engine: Engine, reference: str) -> ImageInfo | None:
@@ -92,60 +89,13 @@ def from_inspect(data: Any) -> ImageInfo:
 
 def bundle_runtime(path: Path, version: str | None = None) -> RuntimeConfig:
     """The runtime config (:func:`~imgsync.model.runtime_config`) of the one image in the
-    ``docker save`` tarball at ``path``, read by random access: ``manifest.json`` (legacy
-    and OCI layouts), else ``index.json`` → manifest → config; no layer is read. With
-    ``version``, the config's digest must be it. Raise :class:`VerificationError` when the
-    bundle cannot be read so."""
-    name = path.name
-    try:
-        with tarfile.open(path, mode="r:") as tar:
-            raw = _bundle_config(tar)
-        config = json.loads(raw)
-        if not isinstance(config, dict):
-            raise ValueError("the image config is not a JSON object")
-    except FileNotFoundError:
-        raise VerificationError(f"bundle {name} is missing") from None
-    except (tarfile.TarError, OSError, EOFError) as err:
-        raise VerificationError(f"bundle {name} is not a readable tarball ({err})") from None
-    except (KeyError, IndexError, TypeError, ValueError, AttributeError, RecursionError) as err:
-        raise VerificationError(f"bundle {name}: unreadable image manifest ({err!r})") from None
-    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
-    if version is not None and digest != version:
+    ``docker save`` tarball at ``path``, read without its layers (:func:`saveformat.describe`).
+    With ``version``, the config's digest must be it. Raise :class:`VerificationError` when
+    the bundle cannot be read so."""
+    image = saveformat.describe(path)[1]
+    if version is not None and image.config_digest != version:
         raise VerificationError(
-            f"bundle {name} holds image {digest[:19]}, its marker names {version[:19]}"
+            f"bundle {path.name} holds image {image.config_digest[:19]}, its marker names "
+            f"{version[:19]}"
         )
-    return runtime_config(config.get("config"), config.get("architecture"), config.get("os"))
-
-
-def _bundle_config(tar: tarfile.TarFile) -> bytes:
-    """The config JSON (raw) of the one image a ``docker save`` tarball holds."""
-    names = set(tar.getnames())
-    if "manifest.json" in names:
-        manifest = json.loads(_member(tar, "manifest.json"))
-        if not isinstance(manifest, list) or len(manifest) != 1:
-            raise ValueError("manifest.json does not list exactly one image")
-        return _member(tar, str(manifest[0]["Config"]))
-    if "index.json" in names:
-        index = json.loads(_member(tar, "index.json"))
-        descriptors = index["manifests"]
-        if not isinstance(descriptors, list) or len(descriptors) != 1:
-            raise ValueError("index.json does not name exactly one manifest")
-        manifest = json.loads(_member(tar, _blob(descriptors[0]["digest"])))
-        return _member(tar, _blob(manifest["config"]["digest"]))
-    raise ValueError("no manifest.json or index.json: not a docker save tarball")
-
-
-def _member(tar: tarfile.TarFile, name: str) -> bytes:
-    info = tar.getmember(name)  # KeyError when absent
-    if not info.isfile() or info.size > _SMALL:
-        raise ValueError(f"{name} is not a file of at most {_SMALL} bytes")
-    handle = tar.extractfile(info)
-    if handle is None:
-        raise ValueError(f"{name} has no data")
-    return handle.read()
-
-
-def _blob(digest: Any) -> str:
-    if not isinstance(digest, str) or not VERSION_RE.fullmatch(digest):
-        raise ValueError(f"{str(digest)[:80]!r} is not a sha256 digest")
-    return "blobs/sha256/" + digest.removeprefix("sha256:")
+    return image.runtime

@@ -7,13 +7,13 @@ resumes the same way whatever is being sent.
 from __future__ import annotations
 
 import hashlib
-import json
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from imgsync import saveformat
 from imgsync.errors import StorageError, VerificationError
 
 CHUNK = 1024 * 1024
@@ -107,22 +107,11 @@ def resume_offset(payload: Payload, size: int, sha256: str) -> int:
 
 def layer_blobs(path: Path) -> list[str] | None:
     """The blob digest of each layer of the single-image OCI-layout tarball at ``path``,
-    bottom first, from its ``manifest.json``; ``None`` for a legacy layout (no
-    ``oci-layout``), whose layers are ``<id>/layer.tar`` files. Reads headers and the
-    manifest only."""
-    try:
-        with tarfile.open(path, mode="r:") as tar:
-            if "oci-layout" not in tar.getnames():
-                return None
-            manifest = tar.extractfile("manifest.json")
-            if manifest is None:
-                raise VerificationError(f"{path.name} has no manifest.json")
-            layers = json.loads(manifest.read(4 * 1024 * 1024))[0]["Layers"]
-            if not all(isinstance(p, str) and p.startswith("blobs/sha256/") for p in layers):
-                raise VerificationError(f"{path.name}: layers that are not blobs/sha256/…")
-            return ["sha256:" + str(p).rsplit("/", 1)[1] for p in layers]
-    except (tarfile.TarError, OSError, KeyError, IndexError, TypeError, ValueError) as err:
-        raise VerificationError(f"cannot read {path.name}: {err}") from None
+    bottom first; ``None`` for a legacy layout, whose layers are ``<id>/layer.tar`` files."""
+    layout, image = saveformat.describe(path)
+    if layout != "oci":
+        return None
+    return ["sha256:" + layer.rsplit("/", 1)[1] for layer in image.layer_paths]
 
 
 def thin(name: str, full: Path, positions: tuple[int, ...]) -> FilePayload:
@@ -130,13 +119,10 @@ def thin(name: str, full: Path, positions: tuple[int, ...]) -> FilePayload:
     holds them): every other member's header and data, as byte ranges of ``full``. Reading
     the headers seeks over the data, so this costs a few small reads."""
     ranges: list[tuple[int, int]] = []
+    layers = saveformat.describe(full)[1].layer_paths
     try:
+        leave_out = {layers[i] for i in positions}
         with tarfile.open(full, mode="r:") as tar:
-            manifest = tar.extractfile("manifest.json")
-            if manifest is None:
-                raise VerificationError(f"{full.name} has no manifest.json")
-            layers = json.loads(manifest.read(4 * 1024 * 1024))[0]["Layers"]
-            leave_out = {str(layers[i]) for i in positions}
             for info in tar.getmembers():
                 if info.name in leave_out:
                     continue

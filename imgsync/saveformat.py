@@ -23,6 +23,7 @@ import tarfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from imgsync.errors import VerificationError
@@ -123,6 +124,56 @@ def scan(source: Readable, sink: Callable[[bytes], object] | None = None) -> Arc
     return archive
 
 
+def describe(path: Path) -> tuple[str, SavedImage]:
+    """The layout and the one image of the ``docker save`` tarball at ``path``, by random
+    access: member headers, the manifests and the config, no layer data, nothing checked
+    against digests (:func:`scan` does that). Raise :class:`VerificationError`, naming the
+    file, when it cannot be read so or does not hold exactly one image."""
+    name = path.name
+    try:
+        with tarfile.open(path, mode="r:") as tar:
+            names = set(tar.getnames())
+            layout = "oci" if "oci-layout" in names else "legacy"
+            small: dict[str, bytes] = {}
+
+            def read(member: str) -> bytes:
+                small[member] = _small_member(tar, member)
+                return small[member]
+
+            if "manifest.json" in names:
+                manifest = json.loads(read("manifest.json"))
+                for entry in manifest:
+                    read(str(entry["Config"]))
+                images = _from_manifest(manifest, small)
+            elif layout == "oci" and "index.json" in names:
+                index = json.loads(read("index.json"))
+                for descriptor in index["manifests"]:
+                    oci_manifest = json.loads(read(_blob(descriptor["digest"])))
+                    read(_blob(oci_manifest["config"]["digest"]))
+                images = _from_oci_index(index, small)
+            else:
+                raise VerificationError("no manifest.json or index.json: not a docker save tarball")
+    except FileNotFoundError:
+        raise VerificationError(f"bundle {name} is missing") from None
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise VerificationError(f"bundle {name} is not a readable tarball ({err})") from None
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, RecursionError) as err:
+        raise VerificationError(f"bundle {name}: unreadable image manifest ({err!r})") from None
+    except VerificationError as err:
+        raise VerificationError(f"bundle {name}: {err}") from None
+    if len(images) != 1:
+        raise VerificationError(f"bundle {name} holds {len(images)} images, not exactly one")
+    return layout, images[0]
+
+
+def _small_member(tar: tarfile.TarFile, name: str) -> bytes:
+    info = tar.getmember(name)  # KeyError when absent
+    handle = tar.extractfile(info) if info.isfile() and info.size <= SMALL else None
+    if handle is None:
+        raise ValueError(f"{name} is not a file of at most {SMALL} bytes")
+    return handle.read()
+
+
 def _read_member(tar: tarfile.TarFile, info: tarfile.TarInfo, small: dict[str, bytes]) -> Member:
     handle = tar.extractfile(info)
     assert handle is not None  # a regular file always has data
@@ -213,4 +264,4 @@ def _check_layers(archive: Archive, image: SavedImage) -> None:
             )
 
 
-__all__ = ["Archive", "Member", "SavedImage", "scan"]
+__all__ = ["Archive", "Member", "SavedImage", "describe", "scan"]

@@ -105,7 +105,7 @@ def test_the_blobs_of_a_file_that_is_no_tarball_are_a_verification_error(
 ) -> None:
     junk = tmp_path / "junk.tar"
     junk.write_bytes(b"oci-layout, honestly" * 100)
-    with pytest.raises(VerificationError, match=r"cannot read junk\.tar"):
+    with pytest.raises(VerificationError, match=r"bundle junk\.tar is not a readable tarball"):
         payload.layer_blobs(junk)
     with pytest.raises(VerificationError):
         payload.layer_blobs(tmp_path / "missing.tar")
