@@ -39,7 +39,11 @@ MAX_BYTES = 2 * 1024 * 1024
 
 def read(inbox: Path) -> dict[str, str]:
     """Image ID → version, as recorded in ``inbox`` (empty when absent or unreadable)."""
-    images = _read_raw(inbox).get("images")
+    return _versions(_read_raw(inbox))
+
+
+def _versions(raw: dict[str, object]) -> dict[str, str]:
+    images = raw.get("images")
     if not isinstance(images, dict):
         return {}
     return {
@@ -113,8 +117,9 @@ def record(
     layer, by chain ID, when given); keep only entries whose image is in ``present`` (what
     the engine holds now). A classic-store load (``image_id == version``, no blobs) needs
     no entry but prunes the others all the same."""
-    records = {i: v for i, v in read(inbox).items() if i in present and i != v}
-    raw_blobs = _read_raw(inbox).get("blobs")
+    raw = _read_raw(inbox)
+    records = {i: v for i, v in _versions(raw).items() if i in present and i != v}
+    raw_blobs = raw.get("blobs")
     kept_blobs = {
         i: b for i, b in (raw_blobs.items() if isinstance(raw_blobs, dict) else ()) if i in records
     }
