@@ -47,7 +47,9 @@ def sync_lines(report: Report) -> list[str]:
             f"{r.peer:<{peer_width}}  {r.image:<{image_width}}  {r.action.value:<9}  "
             f"{short(r.version):<12}  {detail}"
         )
-    counts = ", ".join(f"{sum(r.action is a for r in report.results)} {a.value}" for a in Action)
+    tally = {a: sum(r.action is a for r in report.results) for a in Action}
+    # `restored` (a tag put back by hand) is rare: named only when it happened
+    counts = ", ".join(f"{n} {a.value}" for a, n in tally.items() if n or a is not Action.RESTORED)
     peers = len({r.peer for r in report.results})
     sent = human_bytes(sum(r.bytes_sent for r in report.results))
     verdict = "ok" if report.ok else "FAILED"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from imgsync.model import Action, Report, Result
-from imgsync.output import sync_json
+from imgsync.output import sync_json, sync_lines
 
 V1 = "sha256:" + "1" * 64
 
@@ -53,3 +53,10 @@ def test_a_peer_is_known_by_any_row_that_says_what_it_runs() -> None:
 
 def test_no_results_no_peers() -> None:
     assert json.loads(sync_json(Report())) == {"ok": True, "peers": {}, "results": []}
+
+
+def test_the_summary_line_names_restored_images_only_when_there_were_some() -> None:
+    quiet = Report([Result("p1", "acme/web:1", V1, Action.LOADED)])
+    assert sync_lines(quiet)[-1].startswith("ok: 1 loaded, 0 unchanged, 0 failed across 1 peer(s)")
+    moved = Report([Result("p1", "acme/web:1", V1, Action.RESTORED)])
+    assert sync_lines(moved)[-1].startswith("ok: 0 loaded, 1 restored, 0 unchanged, 0 failed")
