@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from imgsync import identity, log, payload
+from imgsync import identity, log, payload, protocol
 from imgsync.config import PeerSettings
 from imgsync.engine import ImageInfo
 from imgsync.errors import EngineError, RemoteCommandError, StorageError, VerificationError
@@ -108,10 +108,10 @@ def engine_facts(ssh: Shell, peer: PeerSettings) -> tuple[str | None, str | None
         data = json.loads(answer.stdout)
     except (ValueError, RecursionError):
         return None, None
-    version = data.get("version") if isinstance(data, dict) else None
-    if not isinstance(version, str) or not version:
+    version = protocol.printable(data.get("version")) if isinstance(data, dict) else None
+    if version is None:
         return None, None
-    return re.sub(r"[^\x20-\x7e]", "?", version[:80]), store_of(data.get("status"))
+    return version, store_of(data.get("status"))
 
 
 def run(

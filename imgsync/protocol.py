@@ -75,15 +75,15 @@ def load_facts(raw: bytes) -> PeerFacts:
         engine = {}
     free, writable = data.get("inbox_free"), data.get("inbox_writable")
     return PeerFacts(
-        imgsync_version=_text(data.get("imgsync_version")),
-        engine_version=_text(engine.get("version")),
-        store=_text(engine.get("store")),
+        imgsync_version=printable(data.get("imgsync_version")),
+        engine_version=printable(engine.get("version")),
+        store=printable(engine.get("store")),
         inbox_writable=writable if isinstance(writable, bool) else None,
         inbox_free=free if type(free) is int and free >= 0 else None,
     )
 
 
-def _text(value: Any) -> str | None:
+def printable(value: Any) -> str | None:
     """A short printable string from a peer, or ``None``."""
     if not isinstance(value, str) or not value:
         return None
