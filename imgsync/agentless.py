@@ -44,19 +44,30 @@ import re
 import shlex
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
-from imgsync import identity, log, payload, protocol
+from imgsync import identity, log, protocol
 from imgsync.config import PeerSettings
 from imgsync.engine import ImageInfo
 from imgsync.errors import EngineError, RemoteCommandError, StorageError, VerificationError
 from imgsync.fsutil import PARTIAL_PREFIX
-from imgsync.model import Action, Marker, ProgressSink, Result, RuntimeConfig, store_of
+from imgsync.link import IMAGE_ERRORS, Advance
+from imgsync.model import (
+    Action,
+    ApplyOutcome,
+    HeldLayers,
+    Inventory,
+    Marker,
+    PeerImage,
+    RuntimeConfig,
+    store_of,
+)
+from imgsync.payload import Payload
 from imgsync.transport import CommandResult, SshSession
 
-_IMAGE_ERRORS = (EngineError, StorageError, VerificationError)  # fail one image, not the peer
 _SHA256SUM = re.compile(r"\\?([0-9a-f]{64})\s")  # GNU prefixes "\" when it escapes the name
 
 
@@ -76,24 +87,111 @@ class Shell(Protocol):
     ) -> tuple[int, CommandResult]: ...
 
 
-def session(
-    peer: PeerSettings,
-    markers: dict[str, Marker],
-    export_dir: Path,
-    stop: threading.Event,
-    results: dict[str, Result],
-    progress: ProgressSink | None = None,
-) -> None:
-    """:func:`imgsync.peer._session` for an agentless peer (same arguments, same contract:
-    ``results`` filled in as it goes, a transport failure raised)."""
-    with SshSession(peer, stop) as ssh:
-        engine, store = engine_facts(ssh, peer)
+class AgentlessLink:
+    """The :class:`~imgsync.link.PeerLink` of an agentless peer: each step a command."""
+
+    def __init__(
+        self, shell: Shell, peer: PeerSettings, export_dir: Path, ssh: SshSession | None = None
+    ) -> None:
+        self._remote, self.peer, self._export_dir, self._ssh = (
+            _Remote(shell, peer),
+            peer,
+            export_dir,
+            ssh,
+        )
+        self.engine_version: str | None = None
+        self.store: str | None = None
+        self._running: dict[str, ImageInfo | None] = {}
+        self._runtimes: dict[str, Callable[[], RuntimeConfig]] = {}
+        self._refused: dict[str, str] = {}  # image: why its bundle cannot be judged
+        self._inbox_ready = False
+
+    @classmethod
+    def connect(cls, peer: PeerSettings, export_dir: Path, stop: threading.Event) -> AgentlessLink:
+        ssh = SshSession(peer, stop)
+        ssh.connect()
+        link = cls(ssh, peer, export_dir, ssh)
+        link.engine_version, link.store = engine_facts(ssh, peer)
+        return link
+
+    def inventory(self, images: Sequence[str]) -> Inventory:
+        self._running = {image: self._remote.inspect(image) for image in images}
+        return Inventory(
+            {
+                image: PeerImage(info.id if info else None, None)
+                for image, info in self._running.items()
+            }
+        )
+
+    def recognise(self, markers: Mapping[str, Marker], inventory: Inventory) -> Inventory:
+        """The marker's version where the peer runs the same image (:func:`_same`)."""
+        images = dict(inventory.images)
+        for image, exported in markers.items():
+            runtime = self._runtimes[image] = functools.cache(  # read only if layers match
+                functools.partial(
+                    identity.bundle_runtime, self._export_dir / exported.bundle, exported.version
+                )
+            )
+            info = self._running.get(image)
+            try:
+                if info is not None and _same(info, exported, runtime):
+                    images[image] = PeerImage(exported.version, None)
+            except VerificationError as err:
+                self._refused[image] = str(err)
+        return replace(inventory, images=images)
+
+    def held_layers(self, chains: Sequence[str]) -> HeldLayers:
+        return HeldLayers("agentless", set())  # no layer inventory: full bundles only
+
+    def send_bundle(
+        self, bundle: Payload, sent: Marker, offset: int, advance: Advance | None
+    ) -> int:
+        """Upload (from the start: ``dd`` truncates), check size and sha256 there, rename."""
+        if sent.reference in self._refused:
+            raise VerificationError(self._refused[sent.reference])
+        remote = self._remote
+        if not self._inbox_ready:
+            remote.check(["mkdir", "-p", "--", self.peer.inbox], StorageError, "creating the inbox")
+            self._inbox_ready = True
+        part, final = self._paths(sent)
         try:
-            run(ssh, peer, markers, export_dir, results, progress)
+            sent_bytes = remote.upload(bundle, part, advance)
+            remote.verify(sent, part)
+            remote.check(["mv", "-f", "--", part, final], StorageError, f"renaming {part}")
+        except IMAGE_ERRORS:
+            remote.remove(part, final)
+            raise
+        return sent_bytes
+
+    def send_marker(self, sent: Marker) -> int:
+        return 0  # the source keeps the marker: it loads and checks here itself
+
+    def apply(self, markers: Sequence[Marker]) -> list[ApplyOutcome]:
+        return [self._load(exported) for exported in markers]
+
+    def close(self) -> None:
+        if self._ssh is not None:
+            self._ssh.close()
+
+    def _load(self, exported: Marker) -> ApplyOutcome:
+        """Load and check one bundle; it is removed on the peer whatever the outcome."""
+        image, started = exported.reference, time.monotonic()
+        info = self._running.get(image)
+        before = info.id if info is not None else None
+        final = self._paths(exported)[1]
+        try:
+            self._remote.load(exported, final, before, self._runtimes[image])
+        except IMAGE_ERRORS as err:
+            log.get().error("agentless apply failed", image=image, error=str(err))
+            return ApplyOutcome(image, None, Action.FAILED, time.monotonic() - started, str(err))
         finally:
-            for image in markers:
-                if image in results:
-                    results[image].engine, results[image].store = engine, store
+            self._remote.remove(final)
+        log.get().info("loaded", image=image, version=exported.version)
+        return ApplyOutcome(image, exported.version, Action.LOADED, time.monotonic() - started)
+
+    def _paths(self, exported: Marker) -> tuple[str, str]:
+        inbox = self.peer.inbox
+        return f"{inbox}/{PARTIAL_PREFIX}{exported.bundle}", f"{inbox}/{exported.bundle}"
 
 
 def engine_facts(ssh: Shell, peer: PeerSettings) -> tuple[str | None, str | None]:
@@ -114,79 +212,8 @@ def engine_facts(ssh: Shell, peer: PeerSettings) -> tuple[str | None, str | None
     return version, store_of(data.get("status"))
 
 
-def run(
-    ssh: Shell,
-    peer: PeerSettings,
-    markers: dict[str, Marker],
-    export_dir: Path,
-    results: dict[str, Result],
-    progress: ProgressSink | None = None,
-) -> None:
-    remote = _Remote(ssh, peer)
-    todo = {
-        image: exported
-        for image, exported in markers.items()
-        if image not in results or results[image].action is Action.FAILED
-    }
-    running = {image: remote.inspect(image) for image in todo}
-    inbox_ready = False
-    for image, exported in todo.items():
-        source_file = export_dir / exported.bundle
-        runtime = functools.cache(  # read from the bundle only when the layers match
-            functools.partial(identity.bundle_runtime, source_file, exported.version)
-        )
-        earlier = results.get(image)
-        result = results[image] = Result(
-            peer.name, image, exported.version, Action.FAILED,
-            bytes_sent=earlier.bytes_sent if earlier else 0, transfer="full",
-        )  # fmt: skip
-        started = time.monotonic()
-        now = running[image]
-        try:
-            if now is not None and _same(now, exported, runtime):
-                results[image] = Result(peer.name, image, exported.version, Action.UNCHANGED)
-                continue
-            if not inbox_ready:
-                remote.check(["mkdir", "-p", "--", peer.inbox], StorageError, "creating the inbox")
-                inbox_ready = True
-            before = now.id if now is not None else None
-            log.get().info("sending (agentless)", image=image, running=before)
-            _deliver(remote, exported, source_file, result, before, runtime, progress)
-        except _IMAGE_ERRORS as err:
-            log.get().error("agentless apply failed", image=image, error=str(err))
-            result.error = f"peer {peer.name}: {err}"
-        else:
-            result.action = Action.LOADED
-            log.get().info("loaded", image=image, version=exported.version)
-        result.seconds += time.monotonic() - started
-
-
 def _same(info: ImageInfo, exported: Marker, runtime: Callable[[], RuntimeConfig]) -> bool:
     return identity.matches(info.id, info.diff_ids, info.runtime, exported, runtime)
-
-
-def _deliver(
-    remote: _Remote,
-    exported: Marker,
-    source_file: Path,
-    result: Result,
-    before: str | None,
-    runtime: Callable[[], RuntimeConfig],
-    progress: ProgressSink | None,
-) -> None:
-    """Send, verify, rename, load, check; the bundle is removed on the peer whatever the
-    outcome (unless the link itself fails)."""
-    part = f"{remote.peer.inbox}/{PARTIAL_PREFIX}{exported.bundle}"
-    final = f"{remote.peer.inbox}/{exported.bundle}"
-    try:
-        result.bytes_sent += remote.upload(exported, source_file, part, progress)
-        remote.verify(exported, part)
-        remote.check(["mv", "-f", "--", part, final], StorageError, f"renaming {part}")
-        remote.load(exported, final, before, runtime)
-    except _IMAGE_ERRORS:
-        remote.remove(part, final)
-        raise
-    remote.remove(final)
 
 
 class _Remote:
@@ -228,18 +255,10 @@ class _Remote:
             f"{reference}: it {what}"
         )
 
-    def upload(
-        self, exported: Marker, source_file: Path, part: str, progress: ProgressSink | None
-    ) -> int:
-        bundle = payload.FilePayload(exported.bundle, source_file)
-        advance = None
-        if progress is not None:
-            progress.started(self.peer.name, exported.reference, bundle.size)
-            sink, peer, image = progress, self.peer.name, exported.reference
-            advance = lambda done: sink.advanced(peer, image, done)  # noqa: E731
+    def upload(self, bundle: Payload, part: str, advance: Advance | None) -> int:
         argv = ["dd", f"of={part}", "bs=1M", "conv=fsync", "status=none"]
         timeout, rate = self.peer.apply_timeout, self.peer.max_rate_bytes
-        sent, answer = self.ssh.send(exported.bundle, bundle.chunks(), argv, timeout, rate, advance)
+        sent, answer = self.ssh.send(bundle.name, bundle.chunks(), argv, timeout, rate, advance)
         if answer.exit_status != 0:
             raise StorageError(
                 f"writing {part} failed (dd exited {answer.exit_status}): "

@@ -10,6 +10,8 @@ the marker says a thin bundle omits.
 from __future__ import annotations
 
 import hashlib
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from imgsync import reference, saveformat
@@ -32,25 +34,41 @@ def hash_file(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def verify(path: Path, marker: Marker) -> saveformat.SavedImage:
+Signature = tuple[int, int, int, int]  # device, inode, size, mtime_ns
+
+
+def signature(stat: os.stat_result) -> Signature:
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+@dataclass(frozen=True)
+class Scanned:
+    """A bundle's :func:`saveformat.scan`, made while it was received, and the file it
+    describes: used by :func:`verify` only while the file is still that one, unchanged."""
+
+    signature: Signature
+    archive: saveformat.Archive
+
+
+def verify(path: Path, marker: Marker, scanned: Scanned | None = None) -> saveformat.SavedImage:
     """Raise :class:`VerificationError` naming the first way ``path`` differs from
-    ``marker``; return the image it holds when it is exactly what the marker describes."""
+    ``marker``; return the image it holds when it is exactly what the marker describes.
+    ``scanned``: the scan made as the bundle arrived, which spares reading it again."""
     name = marker.bundle
     try:
-        size = path.stat().st_size
+        stat = path.stat()
     except FileNotFoundError:
         raise VerificationError(f"bundle {name} is missing") from None
     except OSError as err:
         raise StorageError(f"cannot read {path}: {err.strerror}") from None
-    if size != marker.size:
-        raise VerificationError(f"bundle {name} is {size} bytes, its marker says {marker.size}")
-    try:
-        with path.open("rb") as handle:
-            archive = saveformat.scan(handle)
-    except VerificationError as err:
-        raise VerificationError(f"bundle {name}: {err}") from None
-    except OSError as err:
-        raise StorageError(f"cannot read {path}: {err.strerror}") from None
+    if stat.st_size != marker.size:
+        raise VerificationError(
+            f"bundle {name} is {stat.st_size} bytes, its marker says {marker.size}"
+        )
+    if scanned is not None and scanned.signature == signature(stat):
+        archive = scanned.archive
+    else:
+        archive = _scan_file(path, name)
     if archive.sha256 != marker.sha256:
         raise VerificationError(
             f"bundle {name} has sha256 {archive.sha256[:16]}…, its marker says "
@@ -76,3 +94,13 @@ def verify(path: Path, marker: Marker) -> saveformat.SavedImage:
             f"marker says {list(marker.omitted)}"
         )
     return image
+
+
+def _scan_file(path: Path, name: str) -> saveformat.Archive:
+    try:
+        with path.open("rb") as handle:
+            return saveformat.scan(handle)
+    except VerificationError as err:
+        raise VerificationError(f"bundle {name}: {err}") from None
+    except OSError as err:
+        raise StorageError(f"cannot read {path}: {err.strerror}") from None

@@ -2,6 +2,10 @@
 
 ``main()`` is the only place that turns an :class:`ImgsyncError` into a message and an
 exit code; actions raise, they do not print errors.
+
+Each command imports what it needs when it runs (docker-py, paramiko, pydantic, rich and
+prometheus-client cost most of a second together): ``imgsync --version`` imports none of
+them, and a peer's session says hello before it loads its config.
 """
 
 from __future__ import annotations
@@ -11,30 +15,38 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from imgsync import __version__, log, metrics, output, progress, protocol
-from imgsync import config as cfg
-from imgsync.actions import apply as apply_action
-from imgsync.actions import check as check_action
-from imgsync.actions import checklist
-from imgsync.actions import daemon as daemon_action
-from imgsync.actions import receive as receive_action
-from imgsync.actions import serve as serve_action
-from imgsync.actions import status as status_action
-from imgsync.actions import sync as sync_action
+from imgsync import __version__
+from imgsync.configpath import DEFAULT_PATH, ENV_VAR, resolve_path
 from imgsync.errors import ExitCode, ImgsyncError
-from imgsync.reference import InvalidReference, normalize
-from imgsync.signals import install_stop_handlers
+
+if TYPE_CHECKING:
+    from imgsync import config as cfg
 
 
 class _Context:
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path, verbose: int) -> None:
         self.config_path = config_path
+        self.verbose = verbose
 
     def load(self) -> cfg.Config:
+        from imgsync import config as cfg
+
         return cfg.load(self.config_path)
+
+    def receiver(self) -> cfg.ReceiverConfig:
+        from imgsync import config as cfg
+
+        return cfg.require_receiver(self.load(), self.config_path)
+
+
+def _log(level: int, stream: object = None) -> None:
+    from imgsync import log
+
+    log.configure(level=level, stream=stream or sys.stderr)  # type: ignore[arg-type]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,16 +54,16 @@ class _Context:
     "--config",
     "config_path",
     metavar="PATH",
-    help=f"Config file (default: ${cfg.ENV_VAR}, then {cfg.DEFAULT_PATH}).",
+    help=f"Config file (default: ${ENV_VAR}, then {DEFAULT_PATH}).",
 )
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 @click.version_option(__version__, prog_name="imgsync")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     """Keep Docker images in sync from a source host to its peers over SSH."""
-    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
-    log.configure(level=level, stream=sys.stderr)
-    ctx.obj = _Context(cfg.resolve_path(config_path))
+    ctx.obj = _Context(resolve_path(config_path), verbose)
+    if ctx.invoked_subcommand != "apply" or "--session" not in sys.argv:
+        _log({0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG))
 
 
 @cli.command()
@@ -82,6 +94,9 @@ def sync(
     dry_run: bool,
 ) -> int:
     """Run one cycle: export what changed, send each peer what it lacks, apply it."""
+    from imgsync import metrics, output, progress
+    from imgsync.actions import sync as sync_action
+
     config = obj.load()
     if dry_run:
         planned = sync_action.dry_run(config, obj.config_path, images, peers)
@@ -138,6 +153,10 @@ def sync(
     "--compression", type=click.Choice(["none", "zstd"]), default="none",
     help="With --receive: stdin is zstd frames (imgsync.wire).",
 )  # fmt: skip
+@click.option(
+    "--session", is_flag=True,
+    help="Serve a whole cycle on stdin/stdout in frames (what the source starts).",
+)  # fmt: skip
 @click.option("--watch", is_flag=True, help="Keep running: apply new markers as they land.")
 @click.option(
     "--poll",
@@ -159,11 +178,21 @@ def apply(
     size: int | None,
     offset: int,
     compression: str,
+    session: bool,
     watch: bool,
     poll: float,
 ) -> int:
     """On a peer: load what landed in the inbox, verified, when it is new."""
-    receiver = cfg.require_receiver(obj.load(), obj.config_path)
+    if session:
+        return _session(obj)
+    from imgsync import output, protocol
+    from imgsync.actions import apply as apply_action
+    from imgsync.actions import check as check_action
+    from imgsync.actions import receive as receive_action
+    from imgsync.reference import InvalidReference, normalize
+    from imgsync.signals import install_stop_handlers
+
+    receiver = obj.receiver()
     try:
         wanted = [normalize(image) for image in images]
     except InvalidReference as err:
@@ -199,10 +228,23 @@ def apply(
     return ExitCode.OK if ok else ExitCode.FAILED
 
 
+def _session(obj: _Context) -> int:
+    """``apply --session``: hello first, then the config, logging and the rest."""
+    from imgsync.actions.session import Session
+
+    def receiver() -> cfg.ReceiverConfig:
+        _log({0: logging.WARNING, 1: logging.INFO}.get(obj.verbose, logging.DEBUG))
+        return obj.receiver()
+
+    return Session(receiver, sys.stdin.buffer, sys.stdout.buffer).run()
+
+
 @cli.command()
 @click.pass_context
 def serve(ctx: click.Context) -> int:
     """The forced command for the source's key on a peer: only what a sync needs."""
+    from imgsync.actions import serve as serve_action
+
     args = serve_action.apply_args(os.environ.get("SSH_ORIGINAL_COMMAND"))
     result = apply.main(args=args, prog_name="imgsync apply", standalone_mode=False, obj=ctx.obj)
     return int(result) if isinstance(result, int) else ExitCode.OK
@@ -212,8 +254,10 @@ def serve(ctx: click.Context) -> int:
 @click.pass_context
 def daemon(ctx: click.Context) -> int:
     """Run cycles on the schedule and when a source image changes, until stopped."""
+    from imgsync.actions import daemon as daemon_action
+
     verbose = ctx.parent.params["verbose"] if ctx.parent else 0
-    log.configure(level=logging.DEBUG if verbose > 1 else logging.INFO, stream=sys.stdout)
+    _log(logging.DEBUG if verbose > 1 else logging.INFO, sys.stdout)
     obj: _Context = ctx.obj
     daemon_action.Daemon(obj.config_path, obj.load()).serve()
     return ExitCode.OK
@@ -224,6 +268,8 @@ def daemon(ctx: click.Context) -> int:
 @click.pass_obj
 def status(obj: _Context, as_json: bool) -> int:
     """What each peer runs as the last sync saw it, and whether it is current (no network)."""
+    from imgsync.actions import status as status_action
+
     rows = status_action.run(obj.load(), obj.config_path)
     lines = [status_action.to_json(rows)] if as_json else status_action.lines(rows)
     for line in lines:
@@ -235,6 +281,9 @@ def status(obj: _Context, as_json: bool) -> int:
 @click.pass_obj
 def check(obj: _Context) -> int:
     """Check every peer (SSH, host key, key, imgsync, Docker, inbox); say how to fix it."""
+    from imgsync.actions import check as check_action
+    from imgsync.actions import checklist
+
     checks = check_action.run(obj.load(), obj.config_path)
     for line in checklist.lines(checks):
         click.echo(line)

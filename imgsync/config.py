@@ -8,7 +8,6 @@ The result is frozen: nothing changes a config after it is loaded.
 
 from __future__ import annotations
 
-import os
 import posixpath
 import re
 import shlex
@@ -31,10 +30,10 @@ from pydantic import (
 )
 
 from imgsync import reference
+from imgsync.configpath import DEFAULT_PATH as DEFAULT_PATH  # re-exported
+from imgsync.configpath import ENV_VAR as ENV_VAR
+from imgsync.configpath import resolve_path as resolve_path
 from imgsync.errors import ConfigError
-
-DEFAULT_PATH = Path("/etc/imgsync/imgsync.toml")
-ENV_VAR = "IMGSYNC_CONFIG"
 
 _DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 _PEER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
@@ -356,14 +355,6 @@ def _peer_images(config: Config, peer: PeerConfig) -> tuple[str, ...] | None:
     for group in peer.groups:
         selectors += config.groups[group].images
     return tuple(dict.fromkeys(selectors))
-
-
-def resolve_path(cli_path: str | None) -> Path:
-    """``--config``, then ``$IMGSYNC_CONFIG``, then ``/etc/imgsync/imgsync.toml``."""
-    if cli_path:
-        return Path(cli_path)
-    env = os.environ.get(ENV_VAR)
-    return Path(env) if env else DEFAULT_PATH
 
 
 def load(path: Path) -> Config:

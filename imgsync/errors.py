@@ -19,6 +19,8 @@ own) are translated at the adapter boundary (``engine``, ``transport``, ``state`
     │   ├── HostKeyError         unknown or changed host key (names the fingerprint)
     │   ├── AuthError            key rejected, or the key file is unusable/unsafe
     │   └── RemoteCommandError   a command on the peer exited non-zero or said nonsense
+    │       └── ProtocolError    a peer's answer or session frame is not what the protocol
+    │                            says (imgsync/protocol.py, imgsync/frames.py)
     ├── MarkerError              a marker is unreadable, too big, or of an unknown format
     ├── VerificationError        a bundle does not match its marker, or a load did not
     │   │                        produce the marker's version
@@ -98,6 +100,10 @@ class AuthError(TransportError):
 
 class RemoteCommandError(TransportError):
     pass
+
+
+class ProtocolError(RemoteCommandError):
+    """A peer's answer that is not what the protocol says."""
 
 
 class MarkerError(ImgsyncError):

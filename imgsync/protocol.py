@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from imgsync import __version__
+from imgsync.errors import ProtocolError as ProtocolError  # re-exported: the old home
 from imgsync.model import (
     SHA256_HEX_RE,
     VERSION_RE,
@@ -30,10 +31,34 @@ from imgsync.model import (
 )
 
 FORMAT = 1
+SESSION_PROTOCOL = 2  # the framed session (apply --session); 1: one command per step
 
 
-class ProtocolError(ValueError):
-    """A peer's answer that is not what the protocol says (caught by the sync action)."""
+def session_hello() -> dict[str, Any]:
+    """What the peer's session says first."""
+    return {"op": "hello", "protocol": SESSION_PROTOCOL, "imgsync_version": __version__}
+
+
+def check_hello(peer: str, hello: Mapping[str, Any]) -> str:
+    """The peer's imgsync version from its hello; raise :class:`ProtocolError` naming the
+    side to upgrade when the two speak different session protocols."""
+    version = printable(hello.get("imgsync_version")) or "unknown"
+    spoken = hello.get("protocol")
+    if hello.get("op") != "hello" or type(spoken) is not int:
+        raise ProtocolError(f"peer {peer} did not start a session (it said {str(hello)[:80]!r})")
+    if spoken < SESSION_PROTOCOL:
+        raise ProtocolError(
+            f"peer {peer} runs imgsync {version}, which speaks session protocol {spoken}; "
+            f"this source speaks {SESSION_PROTOCOL}: upgrade imgsync on {peer} to "
+            f"{__version__} or later"
+        )
+    if spoken > SESSION_PROTOCOL:
+        raise ProtocolError(
+            f"peer {peer} runs imgsync {version}, which speaks session protocol {spoken}; "
+            f"this source (imgsync {__version__}) speaks {SESSION_PROTOCOL}: upgrade imgsync "
+            "on the source"
+        )
+    return version
 
 
 def dump_inventory(inventory: Inventory, facts: Mapping[str, Any] | None = None) -> str:

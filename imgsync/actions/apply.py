@@ -26,12 +26,13 @@ import contextlib
 import math
 import threading
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 
 import structlog
 
 from imgsync import bundle, fsutil, identity, loaded, log, saveformat
+from imgsync.bundle import Scanned
 from imgsync.bundledir import BundleDir, marker_name
 from imgsync.config import ReceiverConfig
 from imgsync.engine import Engine
@@ -95,9 +96,12 @@ def _waiting(inbox: BundleDir, image: str) -> str | None:
     return current.version if complete else None
 
 
-def run(receiver: ReceiverConfig, images: list[str]) -> list[ApplyOutcome]:
-    """Apply every marker in the inbox (or only those of ``images``)."""
-    return _run(receiver, _inbox(receiver), images)
+def run(
+    receiver: ReceiverConfig, images: list[str], scans: Mapping[str, Scanned] | None = None
+) -> list[ApplyOutcome]:
+    """Apply every marker in the inbox (or only those of ``images``). ``scans``: by bundle
+    name, what a session scanned as it received them (no second read to verify)."""
+    return _run(receiver, _inbox(receiver), images, scans=scans or {})
 
 
 def _run(
@@ -106,6 +110,7 @@ def _run(
     images: list[str],
     only: Collection[str] | None = None,
     stop: threading.Event | None = None,
+    scans: Mapping[str, Scanned] | None = None,
 ) -> list[ApplyOutcome]:
     """Under the inbox lock: apply the markers of ``images`` (all when empty), limited to
     the marker names in ``only`` when given; stop between markers when ``stop`` is set."""
@@ -123,12 +128,17 @@ def _run(
         for path in paths:
             if stop is not None and stop.is_set():
                 break
-            outcomes.append(_apply_one(engine, inbox, path, images, receiver))
+            outcomes.append(_apply_one(engine, inbox, path, images, receiver, scans or {}))
         return outcomes
 
 
 def _apply_one(
-    engine: Engine, inbox: BundleDir, path: Path, wanted: list[str], receiver: ReceiverConfig
+    engine: Engine,
+    inbox: BundleDir,
+    path: Path,
+    wanted: list[str],
+    receiver: ReceiverConfig,
+    scans: Mapping[str, Scanned],
 ) -> ApplyOutcome:
     started = time.monotonic()
     image = next((i for i in wanted if marker_name(i) == path.name), path.name)
@@ -142,7 +152,7 @@ def _apply_one(
             raise
         image = current.reference
         structlog.contextvars.bind_contextvars(image=image)
-        action, replaced = _apply_marker(engine, inbox, current)
+        action, replaced = _apply_marker(engine, inbox, current, scans.get(current.bundle))
         if replaced is not None and receiver.prune:
             _remove_replaced(engine, replaced)
         _prune_inbox(inbox, current, receiver.keep)
@@ -156,7 +166,9 @@ def _apply_one(
         structlog.contextvars.unbind_contextvars("image")
 
 
-def _apply_marker(engine: Engine, inbox: BundleDir, current: Marker) -> tuple[Action, str | None]:
+def _apply_marker(
+    engine: Engine, inbox: BundleDir, current: Marker, scanned: Scanned | None = None
+) -> tuple[Action, str | None]:
     """Load ``current`` unless the engine runs it; return the action and the ID of the image
     the load replaced under the reference (``None``: nothing was replaced)."""
     records = loaded.read(inbox.path)
@@ -171,7 +183,7 @@ def _apply_marker(engine: Engine, inbox: BundleDir, current: Marker) -> tuple[Ac
         return Action.RESTORED, before
     tarball = inbox.bundle_path(current)
     try:
-        saved = bundle.verify(tarball, current)
+        saved = bundle.verify(tarball, current, scanned)
         _check_held(engine, current)
     except VerificationError:
         inbox.remove(current)

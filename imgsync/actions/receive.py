@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from imgsync import fsutil, wire
+from imgsync import fsutil, log, saveformat, wire
+from imgsync.bundle import Scanned, signature
 from imgsync.bundledir import BundleDir
 from imgsync.config import ReceiverConfig
-from imgsync.errors import StorageError
+from imgsync.errors import StorageError, VerificationError
 from imgsync.saveformat import Readable
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.(?:tar|marker\.json)")
@@ -39,50 +41,113 @@ def receive(
     compression: str = "none",
 ) -> int:
     """Write ``data`` (zstd frames, see :mod:`imgsync.wire`, with ``compression``) into
-    the inbox as ``name``; return the bytes received."""
-    check_name(name)
+    the inbox as ``name``; return the bytes received (``apply --receive``)."""
     stream: Readable = wire.Decoder(data) if compression == "zstd" else data
+    return receive_chunks(receiver, name, size, offset, _chunks(stream), scan=False)[0]
+
+
+def receive_chunks(
+    receiver: ReceiverConfig,
+    name: str,
+    size: int,
+    offset: int,
+    chunks: Iterator[bytes],
+    scan: bool = True,
+) -> tuple[int, Scanned | None]:
+    """Write ``chunks`` into the inbox as ``name`` from byte ``offset``; return the bytes
+    received and, for a bundle with ``scan``, its scan (:func:`saveformat.scan`: sha256,
+    manifests, every layer checked), made on the way so that applying it need not read it
+    again. A bundle that does not scan is still received; it is checked again on apply."""
+    check_name(name)
     if not 0 <= offset <= size:
         raise StorageError(f"cannot receive {name} from byte {offset} of {size}")
     inbox = BundleDir(Path(receiver.inbox))
     inbox.create()
     partial = inbox.path / (fsutil.PARTIAL_PREFIX + name)
     try:
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT, 0o640)
+        fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o640)
     except OSError as err:
         raise StorageError(f"cannot write in {inbox.path}: {err.strerror}") from None
     try:
-        with os.fdopen(fd, "wb") as out:
+        with os.fdopen(fd, "r+b") as out:
             there = os.fstat(out.fileno()).st_size
             if offset > there:
                 raise StorageError(
                     f"cannot resume {name} at byte {offset}: the inbox holds {there}"
                 )
             out.truncate(offset)
-            out.seek(offset)
-            received = _copy(stream, out, size - offset)
-            out.flush()
-            os.fsync(out.fileno())
-        if offset + received < size:
+            feed = _Feed(out, offset, chunks, size - offset)
+            try:
+                archive = _scan(feed) if scan and name.endswith(".tar") else None
+                feed.drain()
+            finally:
+                out.flush()
+                os.fsync(out.fileno())
+            stat = os.fstat(out.fileno())
+        if offset + feed.received < size:
             raise StorageError(
-                f"upload of {name} stopped at byte {offset + received} of {size}; "
+                f"upload of {name} stopped at byte {offset + feed.received} of {size}; "
                 "the part received is kept to resume"
             )
         os.replace(partial, inbox.path / name)
         fsutil.fsync_dir(inbox.path)
     except OSError as err:
         raise StorageError(f"cannot receive {name} into {inbox.path}: {err.strerror}") from None
-    return received
+    scanned = Scanned(signature(stat), archive) if archive is not None else None
+    return feed.received, scanned
 
 
-def _copy(data: Readable, out: BinaryIO, wanted: int) -> int:
-    received = 0
-    while received < wanted:
-        chunk = data.read(min(_CHUNK, wanted - received))
-        if not chunk:
-            break
-        out.write(chunk)
-        received += len(chunk)
-    if received == wanted and data.read(1):
-        raise StorageError(f"the source sent more than the {wanted} bytes it announced")
-    return received
+def _scan(feed: _Feed) -> saveformat.Archive | None:
+    try:
+        return saveformat.scan(feed)
+    except VerificationError as err:
+        log.get().warning("received bundle does not scan; checked again on apply", error=str(err))
+        return None
+
+
+class _Feed:
+    """What :func:`saveformat.scan` reads: the bytes already in the part file (a resumed
+    upload), then the new ones, each written to the part file as it is read."""
+
+    def __init__(self, out: BinaryIO, offset: int, chunks: Iterator[bytes], wanted: int) -> None:
+        self._out, self._chunks, self._wanted = out, chunks, wanted
+        self._kept_left = offset  # bytes of the earlier attempt, read back first
+        out.seek(0)
+        self._pending = b""
+        self.received = 0
+
+    def read(self, n: int = -1) -> bytes:
+        if self._kept_left:
+            data = self._out.read(min(self._kept_left, n if n >= 0 else self._kept_left))
+            if not data:
+                raise StorageError("the part file shrank while it was read")
+            self._kept_left -= len(data)
+            if not self._kept_left:
+                self._out.seek(0, os.SEEK_END)
+            return data
+        if not self._pending:
+            self._pending = self._next()
+        size = len(self._pending) if n < 0 else n
+        data, self._pending = self._pending[:size], self._pending[size:]
+        return data
+
+    def drain(self) -> None:
+        if self._kept_left:
+            self._out.seek(0, os.SEEK_END)
+            self._kept_left = 0
+        self._pending = b""
+        while self._next():
+            pass
+
+    def _next(self) -> bytes:
+        chunk = next(self._chunks, b"")
+        if self.received + len(chunk) > self._wanted:
+            raise StorageError(f"the source sent more than the {self._wanted} bytes it announced")
+        self._out.write(chunk)
+        self.received += len(chunk)
+        return chunk
+
+
+def _chunks(data: Readable) -> Iterator[bytes]:
+    while chunk := data.read(_CHUNK):
+        yield chunk

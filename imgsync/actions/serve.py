@@ -6,8 +6,9 @@ In the peer's ``authorized_keys``::
 
 sshd then runs ``serve`` whatever the source asked for, with the request in
 ``SSH_ORIGINAL_COMMAND``. Only what imgsync's own sync sends is let through: the peer's
-``apply`` with the flags the source uses (inventory, receive a file into the inbox, apply
-markers). The config is always serve's own, never one named in the request. A shell, any
+``apply`` with the flags the source uses — ``--session`` (one process for the whole cycle,
+:mod:`imgsync.actions.session`), and the single steps older sources and ``check`` run
+(inventory, receive a file into the inbox, apply markers). The config is always serve's own, never one named in the request. A shell, any
 other program, SFTP, ``apply --watch`` or any unknown flag is refused.
 """
 
@@ -29,6 +30,7 @@ _ALLOWED = {
     "--size": 1,
     "--offset": 1,
     "--compression": 1,
+    "--session": 0,
 }
 _HEAD_FLAGS = {"--config": 1, "-v": 0, "-vv": 0, "--verbose": 0}
 

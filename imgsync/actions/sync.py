@@ -7,6 +7,7 @@ stops the other peers. An image that cannot be exported fails on every peer alon
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 import uuid
@@ -25,7 +26,7 @@ from imgsync.errors import ConfigError, ImgsyncError
 from imgsync.export import export_image
 from imgsync.lock import cycle_lock
 from imgsync.model import Action, Marker, ProgressSink, Report, Result
-from imgsync.peer import sync_peer
+from imgsync.peer import Exports, sync_peer
 from imgsync.reference import normalize
 from imgsync.signals import Cancelled
 from imgsync.state import StateDB
@@ -84,31 +85,37 @@ def _cycle(
     progress: ProgressSink | None,
     run_id: str,
 ) -> Report:
+    """Export in this thread while the peers' sessions, each in its own, connect and ask
+    their inventories; each then plans and sends as soon as the exports are done."""
     state = StateDB(state_path)
-    engine = Engine(source.docker_host)
     try:
-        if source.pull:
-            selection.pull(engine, source)
-        images = _chosen(selection.resolve(engine, source), wanted)
-        per_peer = {p.name: selection.for_peer(images, p.images) for p in peers}
-        needed = [i for i in images if any(i in mine for mine in per_peer.values())]
-        markers, export_errors = _export_all(engine, source, needed, state, stop)
-    finally:
-        engine.close()
-    try:
-        export_dir = Path(source.export_dir)
+        engine = Engine(source.docker_host)
+        try:
+            if source.pull:
+                selection.pull(engine, source)
+            images = _chosen(selection.resolve(engine, source), wanted)
+            per_peer = {p.name: selection.for_peer(images, p.images) for p in peers}
+            needed = [i for i in images if any(i in mine for mine in per_peer.values())]
+            exports = Exports()
+            export_dir = Path(source.export_dir)
+            context = contextvars.copy_context()
 
-        def serve(peer: cfg.PeerSettings) -> list[Result]:
-            mine = per_peer[peer.name]
-            return sync_peer(
-                peer, mine,
-                {i: m for i, m in markers.items() if i in mine},
-                {i: e for i, e in export_errors.items() if i in mine},
-                export_dir, stop, progress,
-            )  # fmt: skip
+            def serve(peer: cfg.PeerSettings) -> list[Result]:
+                mine = per_peer[peer.name]
+                return context.copy().run(
+                    sync_peer, peer, mine, exports, export_dir, stop, progress
+                )
 
-        with ThreadPoolExecutor(max_workers=source.max_parallel_peers) as pool:
-            report = Report([r for results in pool.map(serve, peers) for r in results])
+            with ThreadPoolExecutor(max_workers=source.max_parallel_peers) as pool:
+                futures = [pool.submit(serve, peer) for peer in peers if per_peer[peer.name]]
+                try:
+                    exports.finish(*_export_all(engine, source, needed, state, stop))
+                except BaseException as err:
+                    exports.abandon(str(err) or type(err).__name__)
+                    raise
+                report = Report([r for future in futures for r in future.result()])
+        finally:
+            engine.close()
         state.record_results(run_id, report.results)
     finally:
         state.close()

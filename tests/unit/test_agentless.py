@@ -14,6 +14,7 @@ from imgsync import agentless
 from imgsync.config import Config, PeerSettings, peer_settings
 from imgsync.errors import RemoteCommandError
 from imgsync.model import Action, Marker, Result
+from imgsync.peer import serve
 from imgsync.transport import CommandResult
 
 from . import tarballs
@@ -150,8 +151,12 @@ def exported(tmp_path: Path, sha: str | None = None) -> tuple[Marker, bytes]:
 
 
 def sync(shell: FakeShell, marker: Marker, tmp_path: Path) -> Result:
+    """One session through the agentless link, as :func:`imgsync.peer.sync_peer` runs it."""
     results: dict[str, Result] = {}
-    agentless.run(shell, peer(), {REF: marker}, tmp_path, results)
+    link = agentless.AgentlessLink(shell, peer(), tmp_path)
+    todo = {REF: marker}
+    inventory = link.recognise(todo, link.inventory([REF]))
+    serve(link, peer(), todo, inventory, tmp_path, results)
     return results[REF]
 
 

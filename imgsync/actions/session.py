@@ -1,0 +1,154 @@
+"""``imgsync apply --session``: the peer's side of a whole cycle, in one process.
+
+The source opens one SSH connection and starts this once; from then on the two speak
+framed messages (:mod:`imgsync.frames`) over its stdin and stdout. It says hello first —
+before its config or Docker is touched, so the source knows at once what it talks to —
+then answers each request in order until ``bye`` or the end of its stdin:
+
+=============  ===================================================  ======================
+request        fields                                               reply (as the CLI's)
+=============  ===================================================  ======================
+``inventory``  ``images``, ``clean``                                ``apply --inventory``
+``layers``     ``chains``                                           ``apply --has-layer``
+``receive``    ``name``, ``size``, ``offset``; then the file's      ``{"received": N}``
+               data frames and ``END``
+``apply``      ``images``                                           ``apply --json``
+``bye``        —                                                    ``{"op": "bye"}``
+=============  ===================================================  ======================
+
+An error is a reply ``{"format": 1, "error": "..."}``; the session goes on. A bundle is
+scanned as it arrives (sha256, manifests, every layer against its diff ID), so ``apply``
+verifies it without reading it again. Everything is decided from the peer's own config,
+exactly as the separate commands do; the source only asks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+from imgsync import frames, protocol
+from imgsync.errors import ExitCode, ImgsyncError, ProtocolError
+
+Reply = dict[str, Any]
+
+
+class Session:
+    """One session over ``stdin``/``stdout``; ``receiver`` loads the peer's config (its
+    errors become every request's reply)."""
+
+    def __init__(self, receiver: Callable[[], Any], stdin: BinaryIO, stdout: BinaryIO) -> None:
+        self._load_receiver = receiver
+        self._receiver: Any = None
+        self._reader = frames.FrameReader(stdin.read)
+        self._stdout = stdout
+        self._scans: dict[str, Any] = {}
+
+    def run(self) -> int:
+        self._send(protocol.session_hello())
+        while True:
+            try:
+                request = self._reader.message()
+            except frames.Closed:
+                return ExitCode.OK
+            op = request.get("op")
+            if op == "bye":
+                self._send({"op": "bye"})
+                return ExitCode.OK
+            try:
+                reply = self._answer(op, request)
+            except frames.FrameError:
+                raise  # the framing broke: nothing more can be understood
+            except ImgsyncError as err:
+                reply = {"format": protocol.FORMAT, "error": str(err)}
+            self._send(reply)
+
+    def _answer(self, op: Any, request: dict[str, Any]) -> Reply:
+        if op == "receive":
+            return self._receive(request)
+        handlers = {"inventory": self._inventory, "layers": self._layers, "apply": self._apply}
+        handler = handlers.get(op) if isinstance(op, str) else None
+        if handler is None:
+            raise ProtocolError(f"unknown session request {str(op)[:40]!r}")
+        return handler(request)
+
+    def _receiver_config(self) -> Any:
+        if self._receiver is None:
+            self._receiver = self._load_receiver()
+        return self._receiver
+
+    def _inventory(self, request: dict[str, Any]) -> Reply:
+        from imgsync.actions import apply, check
+
+        receiver = self._receiver_config()
+        images = _references(request.get("images"))
+        found = apply.inventory(receiver, images, clean=request.get("clean") is True)
+        facts = check.engine_facts(receiver) if images else check.peer_facts(receiver)
+        return _parsed(protocol.dump_inventory(found, facts))
+
+    def _layers(self, request: dict[str, Any]) -> Reply:
+        from imgsync.actions import apply
+
+        chains = _strings(request.get("chains"), "chains")
+        return _parsed(protocol.dump_layers(apply.held_layers(self._receiver_config(), chains)))
+
+    def _apply(self, request: dict[str, Any]) -> Reply:
+        from imgsync.actions import apply
+
+        outcomes = apply.run(
+            self._receiver_config(), _references(request.get("images")), self._scans
+        )
+        return _parsed(protocol.dump_apply(outcomes))
+
+    def _receive(self, request: dict[str, Any]) -> Reply:
+        """Take one file; whatever goes wrong, its data frames are read to their end, so
+        the session can go on with the next request."""
+        from imgsync.actions import receive
+
+        chunks = self._reader.file_chunks()
+        try:
+            name, size, offset = _receive_args(request)
+            received, scanned = receive.receive_chunks(
+                self._receiver_config(), name, size, offset, chunks
+            )
+        except frames.FrameError:
+            raise
+        except ImgsyncError:
+            for _ in chunks:  # what is left of the file, up to its END
+                pass
+            raise
+        if scanned is not None:
+            self._scans[name] = scanned
+        return {"format": protocol.FORMAT, "received": received}
+
+    def _send(self, doc: Reply) -> None:
+        self._stdout.write(frames.message_frame(doc))
+        self._stdout.flush()
+
+
+def _parsed(document: str) -> Reply:
+    reply: Reply = json.loads(document)
+    return reply
+
+
+def _strings(value: Any, what: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ProtocolError(f"session request without a list of {what}")
+    return value
+
+
+def _references(value: Any) -> list[str]:
+    from imgsync.reference import InvalidReference, normalize
+
+    try:
+        return [normalize(image) for image in _strings(value, "images")]
+    except InvalidReference as err:
+        raise ProtocolError(f"session request names a bad image: {err}") from None
+
+
+def _receive_args(request: dict[str, Any]) -> tuple[str, int, int]:
+    name, size, offset = request.get("name"), request.get("size"), request.get("offset", 0)
+    if not isinstance(name, str) or type(size) is not int or type(offset) is not int:
+        raise ProtocolError("receive without a name, a size and an offset")
+    return name, size, offset

@@ -1,0 +1,340 @@
+"""One peer's cycle (imgsync.peer) through a fake peer link: what is asked, sent and applied,
+when it is retried, where an upload resumes, when a thin bundle is followed by the full
+one, and how the peer's verdict becomes the result. The lab proves the real links."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imgsync import peer as peer_mod
+from imgsync.config import Config, PeerSettings, peer_settings
+from imgsync.errors import ConnectError, HostKeyError, StorageError, TransportError
+from imgsync.link import Advance
+from imgsync.model import (
+    Action,
+    ApplyOutcome,
+    HeldLayers,
+    Inventory,
+    Marker,
+    PeerImage,
+    Result,
+    chain_ids,
+)
+from imgsync.payload import Payload
+
+from .tarballs import Image, layer_tar, legacy
+
+BASE = layer_tar({"bin/sh": b"s" * 5000})
+WEB = Image("acme/web:1", [BASE, layer_tar({"app/web": b"w" * 3000})])
+DB = Image("acme/db:1", [BASE, layer_tar({"app/db": b"d" * 3000})])
+REFS = {"docker.io/acme/web:1": WEB, "docker.io/acme/db:1": DB}
+
+
+def exported(export_dir: Path, image: Image, reference: str) -> Marker:
+    path = legacy(export_dir / (reference.split("/")[-1].replace(":", "-") + ".tar"), [image])
+    data = path.read_bytes()
+    return Marker(
+        reference, image.config_digest, image.diff_ids, path.name, len(data),
+        hashlib.sha256(data).hexdigest(), "now",
+    )  # fmt: skip
+
+
+@dataclass
+class Sent:
+    name: str
+    offset: int
+    omitted: tuple[int, ...]
+    data: bytes
+
+
+@dataclass
+class FakeLink:
+    """A peer that holds ``running`` (reference: version), ``held`` layers (chain IDs) on a
+    ``store``, ``partials`` in its inbox, and answers apply with ``verdicts`` (reference:
+    outcome fields; default: loaded as sent). Everything asked is recorded."""
+
+    running: dict[str, str] = field(default_factory=dict)
+    held: set[str] = field(default_factory=set)
+    store: str | None = "classic"
+    partials: dict[str, tuple[int, str]] = field(default_factory=dict)
+    verdicts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    fail_send: dict[str, Exception] = field(default_factory=dict)
+    engine_version: str | None = "20.10"
+    calls: list[str] = field(default_factory=list)
+    sent: list[Sent] = field(default_factory=list)
+    closed: bool = False
+
+    def inventory(self, images: Sequence[str]) -> Inventory:
+        self.calls.append("inventory")
+        return Inventory(
+            {i: PeerImage(self.running.get(i), None) for i in images}, partials=self.partials
+        )
+
+    def recognise(self, markers: Mapping[str, Marker], inventory: Inventory) -> Inventory:
+        return inventory
+
+    def held_layers(self, chains: Sequence[str]) -> HeldLayers:
+        self.calls.append("layers")
+        return HeldLayers(self.store or "classic", self.held & set(chains))
+
+    def send_bundle(self, bundle: Payload, sent: Marker, offset: int, advance: Advance | None) -> int:
+        self.calls.append(f"send {sent.reference}")
+        if sent.reference in self.fail_send:
+            raise self.fail_send[sent.reference]
+        data = b"".join(bundle.chunks(offset))
+        assert hashlib.sha256(b"".join(bundle.chunks(0))).hexdigest() == sent.sha256
+        self.sent.append(Sent(bundle.name, offset, sent.omitted, data))
+        return len(data)
+
+    def send_marker(self, sent: Marker) -> int:
+        self.calls.append(f"marker {sent.reference}")
+        return 100
+
+    def apply(self, markers: Sequence[Marker]) -> list[ApplyOutcome]:
+        self.calls.append("apply " + ",".join(m.reference for m in markers))
+        outcomes = []
+        for m in markers:
+            queue = self.verdicts.get(m.reference) or [{}]
+            verdict = {"version": m.version, "action": Action.LOADED, **queue.pop(0)}
+            outcomes.append(ApplyOutcome(m.reference, **verdict))
+        return outcomes
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def settings(retries: int = 2) -> PeerSettings:
+    config = Config.model_validate(
+        {"peers": [{"name": "edge", "host": "192.0.2.1", "retries": retries, "retry_wait": 1}]}
+    )
+    return peer_settings(config, config.peers[0])
+
+
+class RecordingStop(threading.Event):
+    """A stop event whose waits return at once and are recorded (the retry backoff)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if timeout is not None and timeout >= 0.5:  # a backoff, not a poll
+            self.waits.append(timeout)
+            return False
+        return super().wait(timeout)
+
+
+@pytest.fixture
+def markers(tmp_path: Path) -> dict[str, Marker]:
+    return {ref: exported(tmp_path, image, ref) for ref, image in REFS.items()}
+
+
+def run(
+    links: list[FakeLink | Exception],
+    markers: dict[str, Marker],
+    export_dir: Path,
+    retries: int = 2,
+    stop: threading.Event | None = None,
+) -> dict[str, Result]:
+    """Sync one peer; each attempt takes the next of ``links`` (an exception: the connect
+    fails with it)."""
+    queue = list(links)
+
+    def connect(peer: PeerSettings, where: Path, stop: threading.Event) -> Any:
+        item = queue.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    exports = peer_mod.Exports.ready(markers, {})
+    results = peer_mod.sync_peer(
+        settings(retries), list(markers), exports, export_dir, stop or threading.Event(),
+        connect=connect,
+    )  # fmt: skip
+    return {r.image: r for r in results}
+
+
+def test_a_peer_that_runs_every_version_gets_nothing_sent(
+    tmp_path: Path, markers: dict[str, Marker]
+) -> None:
+    link = FakeLink(running={ref: m.version for ref, m in markers.items()})
+    results = run([link], markers, tmp_path)
+    assert {r.action for r in results.values()} == {Action.UNCHANGED}
+    assert link.calls == ["inventory"] and link.closed
+
+
+def test_a_new_peer_gets_full_bundles_then_markers_then_one_apply(
+    tmp_path: Path, markers: dict[str, Marker]
+) -> None:
+    link = FakeLink()
+    results = run([link], markers, tmp_path)
+    web, db = "docker.io/acme/web:1", "docker.io/acme/db:1"
+    assert link.calls == [
+        "inventory", "layers", f"send {web}", f"marker {web}", f"send {db}", f"marker {db}",
+        f"apply {web},{db}",
+    ]  # fmt: skip
+    assert results[web].action is Action.LOADED and results[web].transfer == "full"
+    assert link.sent[0].data == (tmp_path / markers[web].bundle).read_bytes()
+    # the base both images share travels once: the second bundle leaves it out
+    assert results[db].transfer == "thin" and link.sent[1].omitted == (0,)
+    assert results[db].engine == "20.10" and results[db].store == "classic"
+
+
+def test_an_upload_resumes_at_the_bytes_the_peer_holds_when_they_are_ours(
+    tmp_path: Path, markers: dict[str, Marker]
+) -> None:
+    web = markers["docker.io/acme/web:1"]
+    data = (tmp_path / web.bundle).read_bytes()
+    held = hashlib.sha256(data[:4096]).hexdigest()
+    link = FakeLink(partials={web.bundle: (4096, held)})
+    run([link], {web.reference: web}, tmp_path)
+    assert link.sent[0].offset == 4096 and link.sent[0].data == data[4096:]
+
+
+def test_an_upload_starts_over_when_the_bytes_the_peer_holds_are_not_ours(
+    tmp_path: Path, markers: dict[str, Marker]
+) -> None:
+    web = markers["docker.io/acme/web:1"]
+    link = FakeLink(partials={web.bundle: (4096, "0" * 64)})
+    run([link], {web.reference: web}, tmp_path)
+    assert link.sent[0].offset == 0
+
+
+def test_a_thin_bundle_the_peer_cannot_use_is_followed_by_the_full_one(
+    tmp_path: Path, markers: dict[str, Marker]
+) -> None:
+    web = markers["docker.io/acme/web:1"]
+    missing = {"action": Action.FAILED, "version": None, "missing_layers": True, "error": "x"}
+    link = FakeLink(held={chain_ids(web.layers)[0]}, verdicts={web.reference: [missing]})
+    results = run([link], {web.reference: web}, tmp_path)
+    assert [s.omitted for s in link.sent] == [(0,), ()]
+    assert link.calls.count(f"apply {web.reference}") == 2
+    assert results[web.reference].action is Action.LOADED
+    assert results[web.reference].transfer == "full"
+
+
+def test_a_load_the_peer_rolled_back_fails_the_image_with_the_peers_reason(
+    tmp_path: Path, markers: dict[str, Marker]
+) -> None:
+    web, db = "docker.io/acme/web:1", "docker.io/acme/db:1"
+    refused = {"action": Action.FAILED, "version": None, "error": "previous image kept"}
+    link = FakeLink(verdicts={web: [refused], db: [{"version": "sha256:" + "e" * 64}]})
+    results = run([link], markers, tmp_path)
+    assert results[web].action is Action.FAILED
+    assert results[web].error == "peer edge: previous image kept"
+    assert results[db].action is Action.FAILED
+    assert results[db].error is not None and "expected " + markers[db].version in results[db].error
+
+
+def test_an_upload_refused_for_one_image_fails_it_alone(
+    tmp_path: Path, markers: dict[str, Marker]
+) -> None:
+    web, db = "docker.io/acme/web:1", "docker.io/acme/db:1"
+    link = FakeLink(fail_send={web: StorageError("inbox full")})
+    results = run([link], markers, tmp_path)
+    assert results[web].action is Action.FAILED and results[web].error == "peer edge: inbox full"
+    assert results[db].action is Action.LOADED
+    assert f"apply {db}" in link.calls
+
+
+def test_a_failing_link_is_retried_with_growing_waits_and_a_fresh_connection(
+    tmp_path: Path, markers: dict[str, Marker]
+) -> None:
+    stop = RecordingStop()
+    down = ConnectError("peer edge: 192.0.2.1:22 did not answer")
+    link = FakeLink()
+    results = run([down, down, link], markers, tmp_path, retries=2, stop=stop)
+    assert {r.action for r in results.values()} == {Action.LOADED}
+    assert len(stop.waits) == 2
+    assert 0.75 <= stop.waits[0] <= 1.25 and 1.5 <= stop.waits[1] <= 2.5  # 1 s, then 2 s
+
+
+def test_a_peer_that_stays_down_fails_every_image_after_its_retries(
+    tmp_path: Path, markers: dict[str, Marker]
+) -> None:
+    stop = RecordingStop()
+    down = ConnectError("peer edge: 192.0.2.1:22 did not answer")
+    results = run([down, down], markers, tmp_path, retries=1, stop=stop)
+    assert len(stop.waits) == 1
+    for result in results.values():
+        assert result.action is Action.FAILED
+        assert result.error == "peer edge: 192.0.2.1:22 did not answer (after 2 attempts)"
+
+
+def test_a_changed_host_key_is_not_retried(tmp_path: Path, markers: dict[str, Marker]) -> None:
+    stop = RecordingStop()
+    results = run([HostKeyError("host key CHANGED")], markers, tmp_path, stop=stop)
+    assert stop.waits == []
+    assert {r.error for r in results.values()} == {"host key CHANGED"}
+
+
+class DropsOnApply(FakeLink):
+    def apply(self, markers: Sequence[Marker]) -> list[ApplyOutcome]:
+        raise TransportError("peer edge: the session was lost")
+
+
+def test_a_session_lost_after_the_upload_resumes_with_apply_only(
+    tmp_path: Path, markers: dict[str, Marker]
+) -> None:
+    web = markers["docker.io/acme/web:1"]
+    first = DropsOnApply()
+    # the second session finds the bundle in the inbox: the plan applies it, sends nothing
+    second = FakeLink()
+    second.inventory = lambda images: Inventory(  # type: ignore[method-assign]
+        {web.reference: PeerImage(None, web.version)}
+    )
+    results = run([first, second], {web.reference: web}, tmp_path, stop=RecordingStop())
+    assert first.closed and second.calls == ["apply docker.io/acme/web:1"]
+    assert results[web.reference].action is Action.LOADED
+    assert results[web.reference].bytes_sent == len(first.sent[0].data) + 100
+
+
+def test_the_inventory_is_asked_while_the_source_still_exports(
+    tmp_path: Path, markers: dict[str, Marker]
+) -> None:
+    asked = threading.Event()
+
+    class Asking(FakeLink):
+        def inventory(self, images: Sequence[str]) -> Inventory:
+            asked.set()
+            return super().inventory(images)
+
+    link, exports = Asking(), peer_mod.Exports()
+    results: list[Result] = []
+    thread = threading.Thread(
+        target=lambda: results.extend(
+            peer_mod.sync_peer(
+                settings(), list(markers), exports, tmp_path, threading.Event(),
+                connect=lambda *_: link,
+            )  # fmt: skip
+        )
+    )
+    thread.start()
+    assert asked.wait(5), "the inventory waited for the export"
+    assert not [c for c in link.calls if c != "inventory"]
+    exports.finish(markers, {})
+    thread.join(5)
+    assert {r.action for r in results} == {Action.LOADED}
+
+
+def test_an_image_the_source_could_not_export_fails_on_the_peer_alone(
+    tmp_path: Path, markers: dict[str, Marker]
+) -> None:
+    web, db = "docker.io/acme/web:1", "docker.io/acme/db:1"
+    link = FakeLink()
+    exports = peer_mod.Exports.ready({web: markers[web]}, {db: "source: docker save failed"})
+    results = {
+        r.image: r
+        for r in peer_mod.sync_peer(
+            settings(), [web, db], exports, tmp_path, threading.Event(), connect=lambda *_: link
+        )
+    }
+    assert results[db].action is Action.FAILED and results[db].error == "source: docker save failed"
+    assert results[web].action is Action.LOADED
