@@ -84,7 +84,9 @@ class FakeLink:
         self.calls.append("layers")
         return HeldLayers(self.store or "classic", self.held & set(chains))
 
-    def send_bundle(self, bundle: Payload, sent: Marker, offset: int, advance: Advance | None) -> int:
+    def send_bundle(
+        self, bundle: Payload, sent: Marker, offset: int, advance: Advance | None
+    ) -> int:
         self.calls.append(f"send {sent.reference}")
         if sent.reference in self.fail_send:
             raise self.fail_send[sent.reference]
@@ -308,14 +310,20 @@ def test_the_inventory_is_asked_while_the_source_still_exports(
 
     link, exports = Asking(), peer_mod.Exports()
     results: list[Result] = []
-    thread = threading.Thread(
-        target=lambda: results.extend(
+
+    def sync() -> None:
+        results.extend(
             peer_mod.sync_peer(
-                settings(), list(markers), exports, tmp_path, threading.Event(),
+                settings(),
+                list(markers),
+                exports,
+                tmp_path,
+                threading.Event(),
                 connect=lambda *_: link,
-            )  # fmt: skip
+            )
         )
-    )
+
+    thread = threading.Thread(target=sync)
     thread.start()
     assert asked.wait(5), "the inventory waited for the export"
     assert not [c for c in link.calls if c != "inventory"]
