@@ -1,8 +1,12 @@
-"""``sudo .venv/bin/python -m bench [--size-mb 500] [--quick] [--memory-case]``.
+"""``sudo .venv/bin/python -m bench [--runs 3] [--quick] [--no-memory-case] ...``.
 
-Builds the lab (a source and 4 peers), runs every case on loopback and on links shaped to
-100 Mbit/s, prints the tables and writes docs/benchmarks.md (a full run) and the raw
-numbers (bench/results/*.raw, JSON). The lab is torn down at the end, also on Ctrl-C.
+Builds the lab (a source and 4 peers), runs every case on its links (loopback, 100 Mbit/s,
+100 Mbit/s + 20 ms RTT), each row ``--runs`` times, prints the tables, saves the raw
+numbers (bench/results/*.raw, JSON) and writes docs/benchmarks.md — only after a complete
+run of a committed tree: a tree with uncommitted changes under imgsync/, bench/ or lab/ is
+refused before anything runs, and the page is not written if HEAD or those files changed
+while it ran. ``--quick`` and ``--doc OTHER`` measure any tree, labelled "dirty", and never
+write the page. The lab is torn down at the end, also on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -15,16 +19,20 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from lab import Lab, unavailable_reason
 
-from . import measure, report, shaping
-from .cases import LOOPBACK, SHAPED, Bench, Options, Run
+from . import measure, report, shaping, tree
+from .cases import CASES, LINKS, LOOPBACK, PLAN, Bench, Options
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "benchmarks.md"
 RESULTS = REPO / "bench" / "results"
 PEERS = 4
+MIN_RUNS = 3  # the page's rows are medians of at least this many runs
+EXIT_REFUSED = 2  # nothing ran: usage, or the page cannot be written from this tree
+EXIT_CHANGED = 3  # it ran, but the tree changed meanwhile: raw results kept, no page
 
 
 def say(message: str) -> None:
@@ -40,34 +48,52 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--size-mb",
         type=int,
         default=None,
-        help="size of the big image's 5 random layers together (default 500; 100 with --quick)",
+        help="size of the big image's 5 layers together (default 500; 100 with --quick)",
     )
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a smoke test: 100 MB image, loopback only, docs not written",
+        help="a smoke test: 100 MB images, loopback only, 2 runs, no memory case; "
+        "any tree, never the page",
+    )
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=None,
+        help=f"runs per row, the median shown (default 3, 2 with --quick; the page needs "
+        f">= {MIN_RUNS})",
     )
     parser.add_argument(
         "--memory-case",
-        action="store_true",
-        help="also sync a 2 GB image to 4 peers for imgsync's peak RSS "
-        "(needs ~11x its size free on disk)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="sync a 2 GB image to 4 peers once, for imgsync's peak RSS (default on, off "
+        "with --quick; needs ~11x its size free on disk, skipped otherwise)",
     )
     parser.add_argument("--memory-mb", type=int, default=2048, help=argparse.SUPPRESS)
     parser.add_argument(
         "--cases",
-        default="a,b,c,d",
-        help="which of a,b,c,d to run (default all; b needs a; 'none' runs only --memory-case)",
+        default=",".join(CASES),
+        help=f"which of {','.join(CASES)} to run (default all; 'none' runs only the memory case)",
     )
     parser.add_argument(
-        "--links", default=None, help="loopback,shaped (default both; loopback with --quick)"
+        "--links",
+        default=None,
+        help=f"which of {','.join(LINKS)} (default all; loopback with --quick)",
+    )
+    parser.add_argument(
+        "--compression",
+        choices=["default", "none", "zstd"],
+        default="default",
+        help="imgsync's [ssh] compression in the lab's config (default: not set, "
+        "imgsync's own default)",
     )
     parser.add_argument(
         "--doc",
         type=Path,
         default=None,
-        help=f"where to write the markdown (default {DOC.relative_to(REPO)} "
-        "after a complete run: every case, both links, not --quick)",
+        help=f"where to write the markdown (default {DOC.relative_to(REPO)} after a complete "
+        "run of a committed tree; another path takes any run)",
     )
     parser.add_argument(
         "--root", type=Path, default=None, help="lab directory (default a new one under /var/tmp)"
@@ -81,73 +107,157 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     cases = tuple(c.strip() for c in args.cases.split(",") if c.strip() not in ("", "none"))
-    if not set(cases) <= {"a", "b", "c", "d"}:
-        parser.error("--cases: a comma-separated subset of a,b,c,d")
-    if "b" in cases and "a" not in cases:
-        parser.error("--cases: b needs a (the peer must run v1 first)")
-    links = args.links or ("loopback" if args.quick else "loopback,shaped")
-    names = {"loopback": LOOPBACK, "shaped": SHAPED}
-    if not set(links.split(",")) <= set(names):
-        parser.error("--links: a comma-separated subset of loopback,shaped")
+    if not set(cases) <= set(CASES):
+        parser.error(f"--cases: a comma-separated subset of {','.join(CASES)}")
+    links = tuple((args.links or ("loopback" if args.quick else ",".join(LINKS))).split(","))
+    if not set(links) <= set(LINKS):
+        parser.error(f"--links: a comma-separated subset of {','.join(LINKS)}")
+    runs = args.runs if args.runs is not None else (2 if args.quick else MIN_RUNS)
+    if runs < 1:
+        parser.error("--runs: at least 1")
     args.options = Options(
         size_mb=args.size_mb or (100 if args.quick else 500),
-        links=tuple(names[link] for link in links.split(",")),
+        links=tuple(LINKS[name] for name in links),
         cases=cases,
-        memory_case=args.memory_case,
+        runs=runs,
+        memory_case=args.memory_case if args.memory_case is not None else not args.quick,
         memory_mb=args.memory_mb,
+        compression=args.compression,
     )
-    complete = set(cases) == {"a", "b", "c", "d"} and set(links.split(",")) == set(names)
-    if args.doc is None and complete and not args.quick:
+    args.complete = set(cases) == set(CASES) and set(links) == set(LINKS)
+    if args.doc is None and args.render is None and args.complete and not args.quick:
         args.doc = DOC  # only a complete run replaces the committed numbers
     return args
+
+
+def is_page(path: Path | None) -> bool:
+    return path is not None and path.resolve() == DOC.resolve()
+
+
+def page_problems(args: argparse.Namespace, state: tree.TreeState | None) -> list[str]:
+    """Why this run may not write docs/benchmarks.md (empty: it may)."""
+    options: Options = args.options
+    problems = []
+    if args.quick:
+        problems.append("--quick runs never write it")
+    if not args.complete:
+        problems.append("only a run of every case on every link writes it")
+    if options.runs < MIN_RUNS:
+        problems.append(f"its rows need >= {MIN_RUNS} runs (--runs {options.runs})")
+    if options.size_mb != 500:
+        problems.append("its images are 500 MB (--size-mb)")
+    if state is None:
+        problems.append("git could not say which commit this is")
+    elif not state.clean:
+        problems.append(
+            f"the tree has {len(state.changed)} uncommitted change(s) under "
+            f"{', '.join(w + '/' for w in tree.WATCHED)}: "
+            + "; ".join(line.strip() for line in state.changed[:8])
+            + ("; …" if len(state.changed) > 8 else "")
+            + " — commit them first (or measure this tree with --quick or --doc OTHER_PATH, "
+            "labelled dirty)"
+        )
+    return problems
+
+
+def read_tree() -> tree.TreeState | None:
+    try:
+        return tree.state()
+    except tree.TreeError as err:
+        say(f"git: {err}")
+        return None
+
+
+def raw_page_problems(data: dict[str, Any]) -> list[str]:
+    """Why a raw results file may not become docs/benchmarks.md (empty: it may)."""
+    problems = []
+    start = data.get("tree", {}).get("start") or {}
+    if not start.get("commit") or start.get("changed"):
+        problems.append("it was measured on a tree with uncommitted changes (or an unknown one)")
+    if data.get("tree", {}).get("changed_during_run"):
+        problems.append(f"the tree changed during it: {data['tree']['changed_during_run']}")
+    if data.get("quick") or not data.get("complete"):
+        problems.append("it is not a complete run")
+    if int(data.get("runs_per_row", 1)) < MIN_RUNS:
+        problems.append(f"its rows have fewer than {MIN_RUNS} runs")
+    return problems
 
 
 def render(raw: Path, doc: Path | None) -> int:
     """The tables and the doc from a raw results file, without running anything."""
     data = json.loads(raw.read_text())
-    runs = [Run(**run) for run in data["runs"]]
-    print(report.console_summary(runs, data["facts"]))
     target = doc or DOC
-    target.write_text(
-        report.document(runs, data["facts"], data["host"], data["command"], data["seconds"])
-    )
+    if is_page(target):
+        problems = raw_page_problems(data)
+        if problems:
+            say(f"not writing {DOC.relative_to(REPO)} from {raw}: " + "; ".join(problems))
+            return EXIT_REFUSED
+    print(report.console_summary(data))
+    target.write_text(report.document(data))
     say(f"written: {target}")
     return 0
+
+
+def run_all(bench: Bench, lab: Lab, options: Options, timings: dict[str, float]) -> None:
+    """Every case on its links, then the memory case; ``timings`` gets each part's time."""
+
+    def timed(name: str, started: float) -> None:
+        timings[name] = time.monotonic() - started
+
+    t0 = time.monotonic()
+    bench.build_images()
+    timed("images", t0)
+    t0 = time.monotonic()
+    bench.calibrate_cipher()
+    bench.measure_startup()
+    timed("start-up + cipher", t0)
+    for link in options.links:
+        t0 = time.monotonic()
+        say(f"link: {link.name}")
+        for case in PLAN[link.name]:
+            if case in options.cases:
+                bench.attempt(case, link)
+        timed(link.name, t0)
+    shaping.shape(lab, LOOPBACK)
+    if options.memory_case:
+        t0 = time.monotonic()
+        say("memory case")
+        bench.attempt("mem", LOOPBACK)
+        timed("memory case", t0)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.render is not None:
         return render(args.render, args.doc)
+    options: Options = args.options
+    start_tree = read_tree()
+    if is_page(args.doc):
+        problems = page_problems(args, start_tree)
+        if problems:
+            say(f"refusing to write {DOC.relative_to(REPO)}: " + "; ".join(problems))
+            return EXIT_REFUSED
     reason = unavailable_reason()
     if reason is not None:
         say(reason)
-        return 2
-    options: Options = args.options
+        return EXIT_REFUSED
+    if start_tree is not None:
+        say(f"measuring {start_tree.describe()}")
     command = "sudo .venv/bin/python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     root = args.root or Path(tempfile.mkdtemp(prefix="imgsync-bench-", dir="/var/tmp"))
     started = time.monotonic()
+    timings: dict[str, float] = {}
     lab = Lab(root, peers=PEERS, keep=args.keep)
     bench: Bench | None = None
     try:
         with lab:
             try:
+                timings["lab start"] = lab.timings["start"]
                 say(f"lab up in {lab.timings['start']:.1f}s under {root}")
                 shaping.install(lab)
                 bench = Bench(lab, options, say)
                 host = report.machine(lab, bench.docker_cli)
-                bench.build_images()
-                bench.measure_startup()
-                bench.ciphers()
-                for link in options.links:
-                    shaping.shape(lab, shaping.SHAPED_RATE if link == SHAPED else None)
-                    say(f"link: {link}")
-                    for case in options.cases:
-                        bench.attempt(case, link)
-                shaping.shape(lab, None)
-                if options.memory_case:
-                    say("memory case")
-                    bench.attempt("mem", LOOPBACK)
+                run_all(bench, lab, options, timings)
             finally:
                 measure.kill_all()  # before the lab goes: nothing of ours left talking to it
     except KeyboardInterrupt:
@@ -155,32 +265,58 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     total = time.monotonic() - started
     assert bench is not None
-    end_state = report.tree_state()
-    if end_state != host["imgsync"].split(", ", 1)[-1]:
-        host["imgsync at the end"] = end_state  # others committed while we measured
+    end_tree = read_tree()
+    changed = (
+        tree.changed_during(start_tree, end_tree)
+        if start_tree is not None and end_tree is not None
+        else "git could not tell"
+    )
+    bench.facts["compression_setting"] = (
+        "not set (imgsync's default)"
+        if options.compression == "default"
+        else f'"{options.compression}" (--compression)'
+    )
+    data = {
+        "command": command,
+        "host": host,
+        "facts": bench.facts,
+        "seconds": total,
+        "timings": timings,
+        "runs_per_row": options.runs,
+        "quick": args.quick,
+        "complete": args.complete,
+        "tree": {
+            "start": start_tree.to_json() if start_tree else {},
+            "end": end_tree.to_json() if end_tree else {},
+            "describe": start_tree.describe() if start_tree else "unknown",
+            "changed_during_run": changed,
+        },
+        "runs": [run.to_json() for run in bench.runs],
+    }
     print()
-    print(report.console_summary(bench.runs, bench.facts))
+    print(report.console_summary(data))
+    raw = save_raw(data)
+    say(f"raw numbers: {raw}")
+    say(f"done in {total / 60:.1f} min")
+    if args.doc is None:
+        return 0
+    if is_page(args.doc) and changed:
+        say(
+            f"NOT writing {DOC.relative_to(REPO)}: {changed} during the run; the raw numbers "
+            f"are in {raw}"
+        )
+        return EXIT_CHANGED
+    args.doc.write_text(report.document(data))
+    say(f"written: {args.doc}")
+    return 0
+
+
+def save_raw(data: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     raw = RESULTS / f"{stamp}.raw"
-    raw.write_text(
-        json.dumps(
-            {
-                "command": command,
-                "host": host,
-                "facts": bench.facts,
-                "seconds": total,
-                "runs": [run.to_json() for run in bench.runs],
-            },
-            indent=1,
-        )
-    )
-    say(f"raw numbers: {raw}")
-    if args.doc is not None:
-        args.doc.write_text(report.document(bench.runs, bench.facts, host, command, total))
-        say(f"written: {args.doc}")
-    say(f"done in {total / 60:.1f} min")
-    return 0
+    raw.write_text(json.dumps(data, indent=1))
+    return raw
 
 
 if __name__ == "__main__":

@@ -1,8 +1,13 @@
 """The benchmark's cases, run on a started lab: classic pipeline, scp and imgsync side by side.
 
-Case (a) first sync of the big image to 1 peer; (b) its v2 (one new ~10 MB top layer) to
-that peer; (c) a no-change cycle, 10 small images x 4 peers; (d) first sync of the big
-image to 4 peers; optional (mem) a 2 GB image to 4 peers, for imgsync's peak RSS.
+(a) first sync of the big image (random layers) to 1 peer; (b) its v2 (one new ~10 MB top
+layer) to that peer; (c) a no-change cycle, 10 small images x 4 peers; (d) first sync of the
+big image to 4 peers; (e) first sync of an image of the same size whose layers compress;
+(mem) a 2 GB image to 4 peers, once, for imgsync's peak RSS.
+
+Every case repeats its runs ``Options.runs`` times, the tools taking turns within each
+round (classic, then imgsync, then classic again…), so a slow minute on the shared machine
+falls on both. Each run is one :class:`Run`; the report takes medians.
 """
 
 from __future__ import annotations
@@ -10,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -18,8 +22,8 @@ import sys
 import tarfile
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -28,32 +32,61 @@ import docker.errors
 
 from lab import Lab, Peer, build_image
 
-from . import measure
+from . import measure, shaping, sshwire
+from .images import build_text_image, zstd_ratio
 from .measure import BenchError, Finished, RelaySampler
+from .shaping import Link
 
 MiB = 1024 * 1024
 SEED = 4242
 REPO, TAG = "bench/app", "latest"
 REF = f"{REPO}:{TAG}"  # the reference every big-image case syncs; it moves v1 <-> v2
 KEEP_V1, KEEP_V2 = "bench/keep:v1", "bench/keep:v2"  # hold both versions on the source
+TEXT_REF = "bench/text:1"  # case (e): the compressible image
 SMALL = [f"bench/small{i}:1" for i in range(10)]
 MEM_REF = "bench/mem:1"
 PATCH_MB = 10
-LOOPBACK, SHAPED = "loopback", "100 Mbit/s"
+PREFERRED_CIPHER = "aes128-gcm@openssh.com"  # imgsync's first choice (paramiko)
+
+LOOPBACK = Link("loopback", None)
+SHAPED = Link("100 Mbit/s", shaping.SHAPED_RATE)
+RTT = Link("100 Mbit/s + 20 ms RTT", shaping.SHAPED_RATE, 0.010)
+LINKS = {"loopback": LOOPBACK, "100mbit": SHAPED, "rtt": RTT}  # --links names
+BY_NAME = {link.name: link for link in LINKS.values()}
+# which cases run on which link (each goal's link; nothing twice that a goal does not need)
+PLAN: dict[str, tuple[str, ...]] = {
+    LOOPBACK.name: ("a", "b", "c", "d"),
+    SHAPED.name: ("b",),
+    RTT.name: ("a", "e", "c", "d"),
+}
+CASES = ("a", "b", "c", "d", "e")
+
+CLASSIC = "classic: docker save | ssh docker load"
+CLASSIC_4 = "classic: 4 pipelines in parallel"
+CLASSIC_ALL = "classic: re-send all (4 peers in parallel)"
+SCP = "OpenSSH scp of the tarball (SFTP)"
+SAVE = "docker save -o FILE (source only)"
+LOAD = "docker load -i FILE (peer only, no network)"
+IMGSYNC_FIRST = "imgsync sync (docker save included)"
+IMGSYNC_V2 = "imgsync sync (docker save of v2 included)"
+IMGSYNC_NOOP = "imgsync sync, nothing changed"
 
 
 @dataclass
 class Options:
     size_mb: int = 500
-    links: tuple[str, ...] = (LOOPBACK, SHAPED)
-    cases: tuple[str, ...] = ("a", "b", "c", "d")
-    memory_case: bool = False
+    links: tuple[Link, ...] = (LOOPBACK, SHAPED, RTT)
+    cases: tuple[str, ...] = CASES
+    runs: int = 3
+    startup_runs: int = 5
+    memory_case: bool = True
     memory_mb: int = 2048
+    compression: str = "default"  # imgsync's [ssh] compression; "default": not written
 
 
 @dataclass
 class Run:
-    """One measured run: a row of the results table."""
+    """One measured run; the runs of one (case, link, tool) make a row of the table."""
 
     case: str
     link: str
@@ -64,10 +97,17 @@ class Run:
     notes: list[str] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)  # imgsync: where the time went
     data: dict[str, Any] = field(default_factory=dict)
-    baseline: bool = False  # the classic run this case's ratios are relative to
+    baseline: bool = False  # a classic run this case's ratios are relative to
+    rep: int = 0  # which round of the case
+    ciphers: list[str] = field(default_factory=list)  # upload cipher(s) seen on the wire
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Run:
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
 
 
 class Bench:
@@ -80,30 +120,68 @@ class Bench:
         self.work = lab.root / "bench"
         self.work.mkdir(parents=True, exist_ok=True)
         self.docker_cli, self.docker_env = pick_docker_cli(lab)
-        self.v1 = self.v2 = ""
+        self.v1 = self.v2 = self.text = ""
         self.small_ids: dict[str, str] = {}
+        self.link = LOOPBACK
+        self.rep = 0
+        self.cipher = PREFERRED_CIPHER
         self._load_at_start = 0.0
         self._foreign_at_start = 0
+        self._apply_help: str | None = None
 
+    # -- bookkeeping ------------------------------------------------------------------------
     def mark_start(self) -> None:
         """Flush dirty pages (the last run's writes must not be written back during this
         one), and note how busy the machine is (others' labs may share the CPUs)."""
         os.sync()
-        self._load_at_start = os.getloadavg()[0]
+        self._load_at_start = measure.load_average()
         self._foreign_at_start = foreign_dockerds(self.lab)
 
-    def measure_startup(self) -> None:
-        """The imgsync CLI's start-up (``imgsync --version``: imports only), best of 3; every
-        remote step of a sync pays it again on the peer."""
-        best = min(self._timed([*self.lab.imgsync_cmd, "--version"]) for _ in range(3))
-        self.facts["cli_startup_s"] = best
-        self.say(f"imgsync CLI start-up: {best:.2f}s")
+    def add(self, run: Run) -> Run:
+        run.rep = self.rep
+        run.data.setdefault("load1", self._load_at_start)
+        run.data.setdefault("foreign_dockerd", self._foreign_at_start)
+        self.runs.append(run)
+        wire = "-" if run.wire is None else f"{mb(run.wire):.1f} MB"
+        self.say(
+            f"  ({run.case}) {run.link:<22} #{run.rep + 1} {run.tool:<44} {run.seconds:7.2f}s  "
+            f"{wire}  load {run.data['load1']:.1f}"
+        )
+        return run
 
-    @staticmethod
-    def _timed(argv: list[str]) -> float:
-        t0 = time.monotonic()
-        measure.run(argv, timeout=60).check(argv[-1])
-        return time.monotonic() - t0
+    def reps(self) -> Iterator[int]:
+        for rep in range(self.options.runs):
+            self.rep = rep
+            yield rep
+
+    def use_link(self, link: Link) -> None:
+        shaping.shape(self.lab, link)
+        self.link = link
+
+    @contextlib.contextmanager
+    def unshaped(self) -> Iterator[None]:
+        """For set-up that is not measured: loopback, then back to the current link."""
+        link = self.link
+        self.use_link(LOOPBACK)
+        try:
+            yield
+        finally:
+            self.use_link(link)
+
+    def configure(self, images: list[str]) -> None:
+        """The lab's configs for ``images``, with ``--compression`` when it was given."""
+        ssh = (
+            {}
+            if self.options.compression == "default"
+            else {"compression": self.options.compression}
+        )
+        self.lab.write_configs(images, ssh_overrides=ssh)
+
+    def wire(self, peers: list[Peer]) -> tuple[int, list[str]]:
+        """Bytes the peers' relays carried since their reset, and the upload ciphers seen."""
+        time.sleep(0.05)  # the relay counts a chunk just after forwarding it
+        heads = [head for peer in peers for head in shaping.relay(peer).heads()]
+        return sum(p.relay.bytes_total for p in peers), sshwire.ciphers(heads)
 
     # -- setup ------------------------------------------------------------------------------
     def build_images(self) -> None:
@@ -116,6 +194,12 @@ class Bench:
         self.v2 = build_image(client, KEEP_V2, [*layers, ("patch.bin", PATCH_MB * MiB)], SEED)
         for i, ref in enumerate(SMALL):
             self.small_ids[ref] = build_image(client, ref, [("data.bin", MiB)], SEED + 1 + i)
+        if "e" in self.options.cases and any("e" in PLAN[link.name] for link in self.options.links):
+            text_layers = [(f"text{i}.txt", layer) for i in range(5)]
+            self.text = build_text_image(client, TEXT_REF, text_layers, SEED)
+            self.facts["text_compression"] = zstd_ratio(SEED)
+        refs = [KEEP_V1, KEEP_V2, *([TEXT_REF] if self.text else [])]
+        self.facts["image_bytes"] = {ref: saved_size(client, ref) for ref in refs}
         self.say(f"images built in {time.monotonic() - t0:.1f}s")
 
     def point(self, image_id: str, node: docker.DockerClient | None = None) -> None:
@@ -126,7 +210,7 @@ class Bench:
     def reset_peers(self, peers: list[Peer]) -> None:
         """Peers empty: no image (removed, then pruned), no inbox file, no scp copy."""
         for peer in peers:
-            for ref in [REF, KEEP_V1, KEEP_V2, MEM_REF, *SMALL]:
+            for ref in [REF, KEEP_V1, KEEP_V2, TEXT_REF, MEM_REF, *SMALL]:
                 peer.docker.remove_image(ref)
             client = peer.docker.client()
             client.images.prune(filters={"dangling": False})
@@ -149,8 +233,69 @@ class Bench:
         for suffix in ("", "-wal", "-shm", "-journal"):
             remove(self.lab.state_path.with_name(self.lab.state_path.name + suffix))
 
+    # -- start-up ---------------------------------------------------------------------------
+    def measure_startup(self) -> None:
+        """``imgsync --version`` (imports only), and the peer session's readiness: from
+        starting ``imgsync --config PEER_CONFIG apply --session`` on a lab peer until its
+        first byte on stdout (its hello). Each ``startup_runs`` times; the report takes
+        the median."""
+        count = self.options.startup_runs
+        version = [self._timed([*self.lab.imgsync_cmd, "--version"]) for _ in range(count)]
+        self.facts["cli_version_s"] = version
+        self.say(f"imgsync --version: {spread_text(version)}")
+        self.configure([REF])
+        peer = self.lab.peers[0]
+        base = [*self.lab.imgsync_cmd, "--config", str(peer.config_path), "apply"]
+        if not self.peer_has("--session"):
+            self.facts["session_ready_s"] = "n/a (peer has no --session)"
+            self.say("peer session ready: n/a (imgsync apply has no --session)")
+            return
+        try:
+            ready = [measure.first_output([*base, "--session"]) for _ in range(count)]
+        except BenchError as err:
+            self.facts["session_ready_s"] = f"n/a (failed: {str(err).splitlines()[0][:200]})"
+            self.say(f"peer session ready: FAILED: {err}")
+            return
+        self.facts["session_ready_s"] = ready
+        self.say(f"peer session ready: {spread_text(ready)}")
+
+    @staticmethod
+    def _timed(argv: list[str]) -> float:
+        t0 = time.monotonic()
+        measure.run(argv, timeout=60).check(argv[-1])
+        return time.monotonic() - t0
+
+    def calibrate_cipher(self) -> None:
+        """The cipher imgsync's SSH (paramiko) ends up with against the lab's sshd, read from
+        the wire; OpenSSH (classic, scp, probes) is then told to use the same one."""
+        peer = self.lab.peers[0]
+        self.configure([REF])
+        seen: list[str] = []
+        for args in (["check"], ["sync", "--dry-run", "--json"]):
+            self.lab.reset_counters()
+            measure.run(self.lab.imgsync_argv(*args), timeout=120)
+            seen = sshwire.ciphers(shaping.relay(peer).heads())
+            if seen:
+                break
+        self.cipher = seen[0] if seen else PREFERRED_CIPHER
+        self.facts["imgsync_cipher"] = seen[0] if seen else f"not seen (assumed {PREFERRED_CIPHER})"
+        self.lab.reset_counters()
+        self.ssh_check(peer)
+        got = sshwire.ciphers(shaping.relay(peer).heads())
+        self.facts["openssh_options"] = " ".join(sshwire.openssh_options(self.cipher))
+        self.facts["openssh_cipher"] = ", ".join(got) or "?"
+        self.say(f"cipher: imgsync {self.facts['imgsync_cipher']}; OpenSSH {got}")
+
+    def ssh_check(self, peer: Peer) -> None:
+        measure.run(self.ssh_argv(peer, "true"), timeout=60).check("ssh true")
+
     # -- the three ways to ship an image ----------------------------------------------------
-    def save_to_file(self, case: str, link: str, image_id: str, name: str) -> Path:
+    def ssh_argv(self, peer: Peer, *command: str) -> list[str]:
+        """The lab's ssh command line, with the cipher imgsync uses."""
+        argv = self.lab.ssh_argv(peer, *command)
+        return [argv[0], *sshwire.openssh_options(self.cipher), *argv[1:]]
+
+    def save_to_file(self, case: str, name: str) -> Path:
         path = self.work / name
         remove(path)
         self.mark_start()
@@ -166,13 +311,13 @@ class Bench:
         self.add(
             Run(
                 case,
-                link,
-                "docker save -o FILE (source only)",
+                self.link.name,
+                SAVE,
                 seconds,
                 None,
                 {"docker CLI": done.maxrss_kib},
                 [f"{mb(size):.1f} MB tarball"],
-                data={"image": image_id[:19], "bytes": size},
+                data={"bytes": size},
             )
         )
         return path
@@ -180,7 +325,7 @@ class Bench:
     def classic_argv(self, peer: Peer, ref: str) -> tuple[list[str], list[str]]:
         left = [*self.docker_cli, "-H", self.lab.source.url, "save", ref]
         remote = [*self.remote_env(), self.docker_cli[0], "-H", peer.docker.url, "load"]
-        return left, self.lab.ssh_argv(peer, *remote)
+        return left, self.ssh_argv(peer, *remote)
 
     def remote_env(self) -> list[str]:
         version = (self.docker_env or {}).get("DOCKER_API_VERSION")
@@ -194,13 +339,7 @@ class Bench:
         return save, load
 
     def run_classic(
-        self,
-        case: str,
-        link: str,
-        tool: str,
-        plan: list[list[tuple[Peer, str, str]]],
-        *,
-        baseline: bool = True,
+        self, case: str, tool: str, plan: list[list[tuple[Peer, str, str]]], image_bytes: int = 0
     ) -> Run:
         """Classic pipelines: ``plan`` is one list of (peer, ref, expected id) per thread,
         each run in order; the threads run at the same time."""
@@ -231,17 +370,26 @@ class Bench:
         seconds = time.monotonic() - t0
         if errors:
             raise errors[0]
-        wire = self.wire(list(peers.values()))
+        wire, ciphers = self.wire(list(peers.values()))
         count = sum(len(lane) for lane in plan)
         run = Run(
-            case, link, tool, seconds, wire, peaks, [f"{count} x save|ssh|load"], baseline=baseline
+            case,
+            self.link.name,
+            tool,
+            seconds,
+            wire,
+            peaks,
+            [f"{count} x save|ssh|load"],
+            data={"bytes": image_bytes} if image_bytes else {},
+            baseline=True,
+            ciphers=ciphers,
         )
         return self.add(run)
 
-    def run_scp(self, case: str, link: str, peer: Peer, tarball: Path) -> Run:
+    def run_scp(self, case: str, peer: Peer, tarball: Path) -> Run:
         dest = scp_dest(peer)
         remove(dest)
-        argv = scp_argv(self.lab, peer, tarball, dest)
+        argv = scp_argv(self.lab, peer, tarball, dest, self.cipher)
         self.mark_start()
         self.lab.reset_counters()
         with RelaySampler([peer.relay]) as sampler:
@@ -254,34 +402,32 @@ class Bench:
             raise BenchError(f"scp left {dest.stat().st_size} bytes of {size}")
         remove(dest)
         window = sampler.window()
-        data: dict[str, Any] = {"bytes": size, "wall_rate": size / seconds}
-        notes = [f"{mb(size / seconds):.0f} MB/s wall"]
+        data: dict[str, Any] = {"bytes": size}
         if window is not None:
             data["window_rate"] = window.rate  # (scp's CPU is not the crypto: its ssh does it)
-            notes.append(f"{mb(window.rate):.0f} MB/s during the transfer")
-        return self.add(
-            Run(
-                case,
-                link,
-                "OpenSSH scp of the tarball (SFTP)",
-                seconds,
-                self.wire([peer]),
-                {"scp + its ssh": done.maxrss_kib},
-                notes,
-                data=data,
-            )
+        wire, ciphers = self.wire([peer])
+        run = Run(
+            case,
+            self.link.name,
+            SCP,
+            seconds,
+            wire,
+            {"scp + its ssh": done.maxrss_kib},
+            data=data,
+            ciphers=ciphers,
         )
+        return self.add(run)
 
     def run_imgsync(
         self,
         case: str,
-        link: str,
         tool: str,
         peers: list[Peer],
         expect: dict[str, str],
         action: str,
         *,
         record: bool = True,
+        image_bytes: int = 0,
     ) -> Run:
         """One ``imgsync sync --json`` over ``peers``; every result must be ``action`` and
         every peer must run ``expect`` (ref -> image ID) afterwards."""
@@ -297,6 +443,44 @@ class Bench:
             t0 = time.time()
             done = measure.run(argv, on_start=sampler.watch)
             t_end = time.time()
+        results = self._results(done, peers, expect, action)
+        wire, ciphers = self.wire(peers)
+        saves = len(self.lab.source.events_since(since, "save"))
+        load_events = [e for p in peers for e in p.docker.events_since(since, "load")]
+        received = inbox_marker_ctime(peers, t0)
+        phases, data = phase_split(done, sampler, t0, t_end, load_events, received)
+        transfers = sorted({str(r.get("transfer")) for r in results if r.get("transfer")})
+        data.update(
+            saves=saves,
+            loads=len(load_events),
+            transfers=transfers,
+            bytes_sent=sum(int(r.get("bytes_sent", 0)) for r in results),
+            per_peer_wire={p.name: p.relay.bytes_total for p in peers},
+            cpu_seconds=done.cpu_seconds,
+        )
+        if image_bytes:
+            data["bytes"] = image_bytes
+        notes = [f"{saves} docker save, {len(load_events)} docker load"]
+        if transfers:
+            notes.append("/".join(transfers) + " bundle")
+        run = Run(
+            case,
+            self.link.name,
+            tool,
+            t_end - t0,
+            wire,
+            {"imgsync": done.maxrss_kib},
+            notes,
+            phases,
+            data,
+            ciphers=ciphers,
+        )
+        return self.add(run) if record else run
+
+    def _results(
+        self, done: Finished, peers: list[Peer], expect: dict[str, str], action: str
+    ) -> list[dict[str, Any]]:
+        """The sync's JSON results, checked: every one ``action``, every peer on ``expect``."""
         try:
             report = json.loads(done.stdout)
         except json.JSONDecodeError:
@@ -304,7 +488,7 @@ class Bench:
                 f"imgsync sync printed no JSON (exit {done.code}):\n"
                 f"{done.stdout}\n{done.stderr[-3000:]}"
             ) from None
-        results = report.get("results", [])
+        results: list[dict[str, Any]] = report.get("results", [])
         wrong = [r for r in results if r.get("action") != action]
         if done.code != 0 or wrong or len(results) != len(peers) * len(expect):
             raise BenchError(
@@ -316,138 +500,66 @@ class Bench:
                 got = peer.docker.image_id(ref)
                 if got != image_id:
                     raise BenchError(f"{peer.name}: {ref} is {got} after sync, not {image_id}")
-        wire = self.wire(peers)
-        saves = len(self.lab.source.events_since(since, "save"))
-        load_events = [e for p in peers for e in p.docker.events_since(since, "load")]
-        received = inbox_marker_ctime(peers, t0)
-        phases, data = self._phases(done, sampler, t0, t_end, load_events, received)
-        transfers = sorted({str(r.get("transfer")) for r in results if r.get("transfer")})
-        data.update(
-            saves=saves,
-            loads=len(load_events),
-            transfers=transfers,
-            bytes_sent=sum(int(r.get("bytes_sent", 0)) for r in results),
-            per_peer_wire={p.name: p.relay.bytes_total for p in peers},
-            cpu_seconds=done.cpu_seconds,
-        )
-        notes = [f"{saves} docker save, {len(load_events)} docker load"]
-        if transfers:
-            notes.append("/".join(transfers) + " bundle")
-        if "window_rate" in data:
-            notes.append(f"{mb(data['window_rate']):.0f} MB/s during the upload")
-        run = Run(
-            case, link, tool, t_end - t0, wire, {"imgsync": done.maxrss_kib}, notes, phases, data
-        )
-        return self.add(run) if record else run
-
-    def _phases(
-        self,
-        done: Finished,
-        sampler: RelaySampler,
-        t0: float,
-        t_end: float,
-        load_events: list[dict[str, Any]],
-        received: float | None,
-    ) -> tuple[dict[str, float], dict[str, Any]]:
-        """Split an imgsync run into consecutive phases, from its log, the relay samples
-        and the peers' load events."""
-        events = measure.log_events(done.stderr)
-
-        def stamps(name: str) -> list[float]:
-            return [float(e["ts"]) for e in events if e.get("event") == name and "ts" in e]
-
-        phases: dict[str, float] = {}
-        data: dict[str, Any] = {}
-        cursor = t0
-        finished = [e for e in events if e.get("event") == "cycle finished" and "ts" in e]
-        cycle_end = float(finished[-1]["ts"]) if finished else None
-        if cycle_end is not None and isinstance(finished[-1].get("seconds"), int | float):
-            cycle_start = cycle_end - float(finished[-1]["seconds"])
-            phases["startup"] = cycle_start - cursor
-            cursor = cycle_start
-        exporting, exported = stamps("exporting"), stamps("exported")
-        if exporting and exported:
-            phases["startup"] = phases.get("startup", 0.0) + min(exporting) - cursor
-            phases["export"] = max(exported) - min(exporting)
-            cursor = max(exported)
-            data["cpu_share_export"] = sampler.cpu_share(min(exporting), max(exported))
-        window = sampler.window()
-        sending = stamps("sending")
-        if window is not None and sending:
-            first = min(sending)
-            phases["connect + ask"] = first - cursor
-            phases["upload"] = window.end - first
-            cursor = window.end
-            data["window_rate"] = window.rate
-            data["window_seconds"] = window.seconds
-            data["cpu_share_upload"] = sampler.cpu_share(window.start, window.end)
-        if window is not None and received is not None and received > cursor:
-            phases["end of receive"] = received - cursor
-            cursor = received
-        if load_events:
-            last_load = max(int(e["timeNano"]) for e in load_events) / 1e9
-            if last_load > cursor:
-                phases["apply"] = last_load - cursor
-                cursor = last_load
-        if cycle_end is not None and cycle_end > cursor:
-            name = "report + state DB" if window is not None else "connect + ask"
-            phases[name] = cycle_end - cursor
-            cursor = cycle_end
-        phases["exit" if cycle_end is not None else "rest"] = t_end - cursor
-        return phases, data
-
-    def wire(self, peers: list[Peer]) -> int:
-        time.sleep(0.05)  # the relay counts a chunk just after forwarding it
-        return sum(p.relay.bytes_total for p in peers)
-
-    def add(self, run: Run) -> Run:
-        run.data.setdefault("load1", self._load_at_start)
-        run.data.setdefault("foreign_dockerd", self._foreign_at_start)
-        self.runs.append(run)
-        wire = "-" if run.wire is None else f"{mb(run.wire):.1f} MB"
-        self.say(f"  ({run.case}) {run.link:<10} {run.tool:<46} {run.seconds:7.2f}s  {wire}")
-        return run
+        return results
 
     # -- cases ------------------------------------------------------------------------------
-    def attempt(self, case: str, link: str) -> bool:
+    def attempt(self, case: str, link: Link) -> bool:
         """Run one case; a failure is reported and recorded, and the other cases go on."""
         try:
+            self.use_link(link)
             if case == "mem":
                 self.case_mem()
             else:
-                getattr(self, f"case_{case}")(link)
+                getattr(self, f"case_{case}")()
             return True
-        except (BenchError, docker.errors.DockerException, OSError) as err:
-            self.say(f"case ({case}) on {link} FAILED: {err}")
-            self.facts.setdefault("failures", []).append(f"({case}) {link}: {err}")
+        except Exception as err:  # recorded on the page; the other cases go on
+            self.say(f"case ({case}) on {link.name} FAILED: {type(err).__name__}: {err}")
+            self.facts.setdefault("failures", []).append(f"({case}) {link.name}: {err}")
             with contextlib.suppress(Exception):
                 self.reset_peers(self.lab.peers)
             return False
 
-    def case_a(self, link: str) -> None:
-        """First sync of the big image to 1 peer: classic, scp, imgsync cold and warm."""
-        p1, everyone = self.lab.peers[0], self.lab.peers
+    def image_bytes(self, ref: str) -> int:
+        return int(self.facts.get("image_bytes", {}).get(ref, 0))
+
+    def case_a(self) -> None:
+        """First sync of the big image to 1 peer: classic, imgsync; on loopback also scp
+        of the saved tarball, the transport probes and ``docker load -i`` alone."""
+        p1, loopback = self.lab.peers[0], self.link == LOOPBACK
+        size = self.image_bytes(KEEP_V1)
         self.point(self.v1)
-        self.reset_peers(everyone)
-        self.clear_export()
-        tarball = self.save_to_file("a", link, self.v1, "v1.tar")
-        self.run_classic(
-            "a", link, "classic: docker save | ssh docker load", [[(p1, REF, self.v1)]]
-        )
-        self.reset_peers([p1])
-        self.run_scp("a", link, p1, tarball)
-        if link == LOOPBACK:
-            self.probe(p1, tarball)
-            self.load_locally(p1, tarball, self.v1)
-        self.lab.write_configs([REF])
-        self.run_imgsync(
-            "a", link, "imgsync cold (docker save included)", [p1], {REF: self.v1}, "loaded"
-        )
-        self.reset_peers([p1])
-        self.run_imgsync(
-            "a", link, "imgsync warm (already exported)", [p1], {REF: self.v1}, "loaded"
-        )
+        self.configure([REF])
+        tarball = self.work / "v1.tar"
+        for _ in self.reps():
+            if loopback:
+                tarball = self.save_to_file("a", "v1.tar")
+            self.reset_peers([p1])
+            self.run_classic("a", CLASSIC, [[(p1, REF, self.v1)]], size)
+            if loopback:
+                self.run_scp("a", p1, tarball)
+                self.probe(p1, tarball)
+                self.load_locally(p1, tarball, self.v1)
+            self.reset_peers([p1])
+            self.clear_export()
+            self.run_imgsync("a", IMGSYNC_FIRST, [p1], {REF: self.v1}, "loaded", image_bytes=size)
         remove(tarball)
+
+    def case_e(self) -> None:
+        """First sync of the compressible image to 1 peer: classic, imgsync."""
+        if not self.text:
+            raise BenchError("case (e) needs the compressible image (built with case e)")
+        p1 = self.lab.peers[0]
+        size = self.image_bytes(TEXT_REF)
+        self.configure([TEXT_REF])
+        for _ in self.reps():
+            self.reset_peers([p1])
+            self.run_classic("e", CLASSIC, [[(p1, TEXT_REF, self.text)]], size)
+            self.reset_peers([p1])
+            self.clear_export()
+            self.run_imgsync(
+                "e", IMGSYNC_FIRST, [p1], {TEXT_REF: self.text}, "loaded", image_bytes=size
+            )
+        self.reset_peers([p1])
 
     def load_locally(self, peer: Peer, tarball: Path, image_id: str) -> None:
         """``docker load -i`` of the tarball on the peer itself: the load alone, no network."""
@@ -462,40 +574,12 @@ class Bench:
         done.check("docker load -i")
         if peer.docker.image_id(REF) != image_id:
             raise BenchError(f"{peer.name}: docker load -i did not load {image_id}")
-        self.facts["docker_load_s"] = seconds
-        self.add(
-            Run(
-                "a",
-                LOOPBACK,
-                "docker load -i FILE (peer only, no network)",
-                seconds,
-                None,
-                {"docker CLI": done.maxrss_kib},
-            )
-        )
+        self.add(Run("a", LOOPBACK.name, LOAD, seconds, None, {"docker CLI": done.maxrss_kib}))
         self.reset_peers([peer])
 
-    def ciphers(self) -> None:
-        """The cipher OpenSSH negotiates with the lab's sshd, and imgsync's preference."""
-        done = measure.run(
-            [
-                *self.lab.ssh_argv(self.lab.peers[0], "true")[:1],
-                "-v",
-                *self.lab.ssh_argv(self.lab.peers[0], "true")[1:],
-            ],
-            timeout=60,
-        )
-        found = re.search(r"kex: client->server cipher: (\S+) MAC: (\S+)", done.stderr)
-        self.facts["openssh_cipher"] = found.group(1) if found else "?"
-        try:
-            from imgsync import transport
-
-            self.facts["imgsync_ciphers"] = list(transport._CIPHERS)
-        except (ImportError, AttributeError):
-            self.facts["imgsync_ciphers"] = []
-
     def probe(self, peer: Peer, tarball: Path) -> None:
-        """The transport alone, on loopback: which end limits an upload into imgsync."""
+        """The transport alone, on loopback: the tarball into the peer, whole commands timed
+        (start-up and connection included, as for scp), one end swapped at a time."""
         size = tarball.stat().st_size
         receive = [
             *self.lab.imgsync_cmd,
@@ -518,130 +602,147 @@ class Bench:
             str(tarball),
         ]
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        has_receive = self.peer_has("--receive")
         variants = [
-            ("OpenSSH ssh -> cat > /dev/null", self.lab.ssh_argv(peer, "cat > /dev/null"), "ssh"),
-            (
-                "OpenSSH ssh -> imgsync apply --receive",
-                self.lab.ssh_argv(peer, shlex.join(receive)),
-                "ssh",
-            ),
-            (
-                "imgsync SshSession -> cat > /dev/null",
-                [*own, "sh", "-c", "cat > /dev/null"],
-                "imgsync transport",
-            ),
-            (
-                "imgsync SshSession -> imgsync apply --receive",
-                [*own, *receive],
-                "imgsync transport",
-            ),
+            ("OpenSSH ssh -> cat > /dev/null", self.ssh_argv(peer, "cat > /dev/null"), "ssh"),
+            ("imgsync transport -> cat > /dev/null", [*own, "sh", "-c", "cat > /dev/null"], "py"),
         ]
-        self.lab.write_configs([REF])
+        if has_receive:
+            variants += [
+                (
+                    "OpenSSH ssh -> imgsync apply --receive",
+                    self.ssh_argv(peer, shlex.join(receive)),
+                    "ssh",
+                ),
+                ("imgsync transport -> imgsync apply --receive", [*own, *receive], "py"),
+            ]
+        else:
+            self.facts["probe_na"] = "the peer's imgsync apply has no --receive"
         for tool, argv, who in variants:
-            remove(peer.inbox / "probe.tar")
-            self.mark_start()
-            self.lab.reset_counters()
-            with RelaySampler([peer.relay]) as sampler:
-                t0 = time.monotonic()
-                done = measure.run(argv, on_start=sampler.watch, stdin=tarball, env=env)
-                seconds = time.monotonic() - t0
-            remove(peer.inbox / "probe.tar")
-            if done.code == 3:
-                self.say(f"  probe {tool}: n/a ({done.stderr.strip()[:200]})")
-                continue
-            done.check(tool)
-            window = sampler.window()
-            data: dict[str, Any] = {"bytes": size, "wall_rate": size / seconds}
-            if window is not None:
-                data["window_rate"] = window.rate
-                data["cpu_share_upload"] = sampler.cpu_share(window.start, window.end)
-            self.add(
-                Run(
-                    "tput",
-                    LOOPBACK,
-                    tool,
-                    seconds,
-                    self.wire([peer]),
-                    {who: done.maxrss_kib},
-                    data=data,
-                )
-            )
+            self._probe_one(peer, tarball, size, tool, argv, env, who)
 
-    def case_b(self, link: str) -> None:
-        """v2 (a new ~10 MB top layer) to the peer that runs v1."""
-        p1 = self.lab.peers[0]
-        if p1.docker.image_id(REF) != self.v1:
-            raise BenchError("case (b) needs p1 to run v1: run case (a) first")
+    def _probe_one(
+        self,
+        peer: Peer,
+        tarball: Path,
+        size: int,
+        tool: str,
+        argv: list[str],
+        env: dict[str, str],
+        who: str,
+    ) -> None:
+        remove(peer.inbox / "probe.tar")
+        self.mark_start()
+        self.lab.reset_counters()
+        with RelaySampler([peer.relay]) as sampler:
+            t0 = time.monotonic()
+            done = measure.run(argv, on_start=sampler.watch, stdin=tarball, env=env)
+            seconds = time.monotonic() - t0
+        remove(peer.inbox / "probe.tar")
+        if done.code == 3 and who == "py":
+            self.facts.setdefault("probe_na_tools", {})[tool] = done.stderr.strip()[:200]
+            self.say(f"  probe {tool}: n/a ({done.stderr.strip()[:200]})")
+            return
+        done.check(tool)
+        window = sampler.window()
+        data: dict[str, Any] = {"bytes": size}
+        if window is not None:
+            data["window_rate"] = window.rate
+            data["cpu_share_upload"] = sampler.cpu_share(window.start, window.end)
+        wire, ciphers = self.wire([peer])
+        rss = {"ssh" if who == "ssh" else "imgsync transport": done.maxrss_kib}
+        self.add(Run("tput", LOOPBACK.name, tool, seconds, wire, rss, data=data, ciphers=ciphers))
+
+    def peer_has(self, option: str) -> bool:
+        """Whether the peer's ``imgsync apply`` knows ``option`` (the protocol moves)."""
+        if self._apply_help is None:
+            peer = self.lab.peers[0]
+            argv = [*self.lab.imgsync_cmd, "--config", str(peer.config_path), "apply", "--help"]
+            self._apply_help = measure.run(argv, timeout=60).stdout
+        return option in self._apply_help
+
+    def ensure_on_v1(self, peer: Peer) -> None:
+        """Set-up for (b), not measured: ``peer`` runs v1, synced by imgsync."""
+        if peer.docker.image_id(REF) == self.v1:
+            return
+        with self.unshaped():
+            self.reset_peers([peer])
+            self.point(self.v1)
+            self.configure([REF])
+            self.clear_export()
+            self.run_imgsync("b", "setup", [peer], {REF: self.v1}, "loaded", record=False)
+
+    def put_back_v1(self, peer: Peer, inbox: dict[str, bytes | None] | None = None) -> None:
+        """After v2 was loaded: v2 removed, v1 (left there untagged) tagged again, and the
+        inbox as it was before (``inbox``: :func:`inbox_snapshot`). When v1 is gone from the
+        peer (pruned), it is synced there again (not measured)."""
+        peer.docker.remove_image(REF)
+        with contextlib.suppress(docker.errors.DockerException):
+            self.point(self.v1, peer.docker.client())
+        if peer.docker.image_id(REF) == self.v1:
+            if inbox is not None:
+                inbox_restore(peer, inbox)
+            return
+        self.say(f"  {peer.name} no longer holds v1: synced again (not measured)")
+        self.ensure_on_v1(peer)
         self.point(self.v2)
-        tarball = self.save_to_file("b", link, self.v2, "v2.tar")
-        self.facts["changed_layer_bytes"] = top_layer_bytes(tarball)
-        remove(tarball)
-        self.run_classic(
-            "b", link, "classic: docker save | ssh docker load", [[(p1, REF, self.v2)]]
-        )
-        # back to v1 on p1: drop v2, re-tag v1 (the load left it there, untagged)
-        p1.docker.remove_image(REF)
-        self.point(self.v1, p1.docker.client())
-        if p1.docker.image_id(REF) != self.v1:
-            raise BenchError("p1 could not be put back on v1")
-        self.lab.write_configs([REF])
-        self.run_imgsync(
-            "b", link, "imgsync (docker save of v2 included)", [p1], {REF: self.v2}, "loaded"
-        )
+        self.configure([REF])
 
-    def case_c(self, link: str) -> None:
+    def case_b(self) -> None:
+        """v2 (a new ~10 MB top layer) to the peer that runs v1; after every run the peer is
+        put back on v1. On loopback also ``docker save -o`` of v2 (the goal's yardstick)."""
+        p1, loopback = self.lab.peers[0], self.link == LOOPBACK
+        self.ensure_on_v1(p1)
+        self.point(self.v2)
+        self.configure([REF])
+        try:
+            for rep in self.reps():
+                if loopback:
+                    tarball = self.save_to_file("b", "v2.tar")
+                    if rep == 0:
+                        self.facts["changed_layer_bytes"] = top_layer_bytes(tarball)
+                    remove(tarball)
+                self.run_classic("b", CLASSIC, [[(p1, REF, self.v2)]])
+                self.put_back_v1(p1)
+                before = inbox_snapshot(p1)
+                self.clear_export()
+                self.run_imgsync("b", IMGSYNC_V2, [p1], {REF: self.v2}, "loaded")
+                self.put_back_v1(p1, before)
+        finally:
+            self.point(self.v1)
+
+    def case_c(self) -> None:
         """A cycle in which nothing changed: 10 small images, 4 peers."""
         everyone = self.lab.peers
-        self.lab.write_configs(SMALL)
+        self.configure(SMALL)
         if any(p.docker.image_id(ref) != self.small_ids[ref] for p in everyone for ref in SMALL):
-            self.reset_peers(everyone)  # setup, not measured: every peer gets the 10 images
-            self.run_imgsync(
-                "c",
-                link,
-                "imgsync first sync (setup)",
-                everyone,
-                self.small_ids,
-                "loaded",
-                record=False,
-            )
-        run = self.run_imgsync(
-            "c", link, "imgsync, nothing changed", everyone, self.small_ids, "unchanged"
-        )
-        run.notes.append(f"max {max(run.data['per_peer_wire'].values()) / 1e3:.1f} kB per peer")
+            with self.unshaped():  # set-up, not measured: every peer gets the 10 images
+                self.reset_peers(everyone)
+                self.run_imgsync("c", "setup", everyone, self.small_ids, "loaded", record=False)
         lanes = [[(p, ref, self.small_ids[ref]) for ref in SMALL] for p in everyone]
-        self.run_classic("c", link, "classic: re-send all (4 peers in parallel)", lanes)
+        for _ in self.reps():
+            run = self.run_imgsync("c", IMGSYNC_NOOP, everyone, self.small_ids, "unchanged")
+            per_peer = max(run.data["per_peer_wire"].values())
+            run.notes.append(f"max {per_peer / 1e3:.1f} kB per peer")
+            self.run_classic("c", CLASSIC_ALL, lanes)
 
-    def case_d(self, link: str) -> None:
-        """First sync of the big image to 4 peers."""
+    def case_d(self) -> None:
+        """First sync of the big image to 4 peers: 4 classic pipelines in parallel, imgsync."""
         everyone = self.lab.peers
+        size = self.image_bytes(KEEP_V1) * len(everyone)
         self.point(self.v1)
-        self.reset_peers(everyone)
-        one_by_one = self.run_classic(
-            "d",
-            link,
-            "classic: 4 pipelines one after another",
-            [[(p, REF, self.v1) for p in everyone]],
-        )
-        self.reset_peers(everyone)
-        parallel = self.run_classic(
-            "d", link, "classic: 4 pipelines in parallel", [[(p, REF, self.v1)] for p in everyone]
-        )
-        slower = one_by_one if one_by_one.seconds > parallel.seconds else parallel
-        slower.baseline = False
-        slower.notes.append("(the slower classic variant)")
-        self.reset_peers(everyone)
-        self.clear_export()
-        self.lab.write_configs([REF])
-        self.run_imgsync(
-            "d", link, "imgsync cold (docker save included)", everyone, {REF: self.v1}, "loaded"
-        )
-        self.reset_peers(everyone)
-        self.run_imgsync(
-            "d", link, "imgsync warm (already exported)", everyone, {REF: self.v1}, "loaded"
-        )
+        self.configure([REF])
+        for _ in self.reps():
+            self.reset_peers(everyone)
+            self.run_classic("d", CLASSIC_4, [[(p, REF, self.v1)] for p in everyone], size)
+            self.reset_peers(everyone)
+            self.clear_export()
+            self.run_imgsync(
+                "d", IMGSYNC_FIRST, everyone, {REF: self.v1}, "loaded", image_bytes=size
+            )
 
     def case_mem(self) -> None:
-        """A 2 GB image to 4 peers (cold): imgsync's peak RSS."""
+        """A 2 GB image to 4 peers (export included), once: imgsync's peak RSS."""
         everyone = self.lab.peers
         size = self.options.memory_mb * MiB
         need = 11 * size
@@ -657,12 +758,12 @@ class Bench:
         layers = [(f"big{i}.bin", size // 8) for i in range(8)]
         mem_id = build_image(client, MEM_REF, layers, SEED + 100)
         self.say(f"{self.options.memory_mb} MB image built in {time.monotonic() - t0:.1f}s")
-        self.lab.write_configs([MEM_REF])
+        self.configure([MEM_REF])
+        self.rep = 0
         try:
             self.run_imgsync(
                 "mem",
-                LOOPBACK,
-                f"imgsync cold, {self.options.memory_mb} MB image",
+                f"imgsync sync, {self.options.memory_mb} MB image",
                 everyone,
                 {MEM_REF: mem_id},
                 "loaded",
@@ -674,6 +775,71 @@ class Bench:
                 client.images.remove(MEM_REF, force=True)
 
 
+# -- where an imgsync run's time went -------------------------------------------------------
+def phase_split(
+    done: Finished,
+    sampler: RelaySampler,
+    t0: float,
+    t_end: float,
+    load_events: list[dict[str, Any]],
+    received: float | None,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Split an imgsync run into consecutive phases, from its log, the relay samples and the
+    peers' load events. A point that is not seen (a log line the code no longer writes)
+    merges its phase into the next one."""
+    events = measure.log_events(done.stderr)
+
+    def stamps(name: str) -> list[float]:
+        return [float(e["ts"]) for e in events if e.get("event") == name and "ts" in e]
+
+    phases: dict[str, float] = {}
+    data: dict[str, Any] = {}
+    cursor = t0
+    finished = [e for e in events if e.get("event") == "cycle finished" and "ts" in e]
+    cycle_end = float(finished[-1]["ts"]) if finished else None
+    if cycle_end is not None and isinstance(finished[-1].get("seconds"), int | float):
+        cycle_start = cycle_end - float(finished[-1]["seconds"])
+        phases["startup"] = cycle_start - cursor
+        cursor = cycle_start
+    exporting, exported = stamps("exporting"), stamps("exported")
+    window = sampler.window()
+    sending = stamps("sending")
+    if exporting and exported:
+        start, end = min(exporting), max(exported)
+        phases["startup"] = phases.get("startup", 0.0) + start - cursor
+        data["cpu_share_export"] = sampler.cpu_share(start, end)
+        if window is not None and sending and min(sending) < end:  # sends while it saves
+            cursor = max(window.end, end)
+            phases["export + upload"] = cursor - start
+        else:
+            phases["export"] = end - start
+            cursor = end
+    if window is not None and sending and min(sending) >= cursor:
+        first = min(sending)
+        phases["connect + ask"] = first - cursor
+        phases["upload"] = window.end - first
+        cursor = window.end
+    if window is not None:
+        data["window_rate"] = window.rate
+        data["window_seconds"] = window.seconds
+        data["cpu_share_upload"] = sampler.cpu_share(window.start, window.end)
+    if window is not None and received is not None and received > cursor:
+        phases["end of receive"] = received - cursor
+        cursor = received
+    if load_events:
+        last_load = max(int(e["timeNano"]) for e in load_events) / 1e9
+        if last_load > cursor:
+            phases["apply"] = last_load - cursor
+            cursor = last_load
+    if cycle_end is not None and cycle_end > cursor:
+        name = "report + state DB" if window is not None else "connect + ask"
+        phases[name] = phases.get(name, 0.0) + cycle_end - cursor
+        cursor = cycle_end
+    phases["exit" if cycle_end is not None else "rest"] = t_end - cursor
+    return phases, data
+
+
+# -- helpers --------------------------------------------------------------------------------
 def pick_docker_cli(lab: Lab) -> tuple[list[str], dict[str, str] | None]:
     """The docker CLI for the classic pipeline, and the env it needs to talk to the lab's
     engine (DOCKER_API_VERSION pinned to the engine's when the CLI does not negotiate)."""
@@ -683,7 +849,7 @@ def pick_docker_cli(lab: Lab) -> tuple[list[str], dict[str, str] | None]:
         if not path or not Path(path).exists():
             continue
         for env in (None, {"DOCKER_API_VERSION": engine_api}):
-            full_env = None if env is None else {**_base_env(), **env}
+            full_env = None if env is None else {**os.environ, **env}
             done = subprocess.run(
                 [path, "-H", lab.source.url, "version", "--format", "{{.Server.Version}}"],
                 capture_output=True,
@@ -698,15 +864,23 @@ def pick_docker_cli(lab: Lab) -> tuple[list[str], dict[str, str] | None]:
     raise BenchError("no docker CLI talks to the lab's engine:\n  " + "\n  ".join(tried))
 
 
-def _base_env() -> dict[str, str]:
-    return dict(os.environ)
+def spread_text(values: list[float]) -> str:
+    spread = measure.Spread.of(values)
+    return "-" if spread is None else spread.text(2, "s")
 
 
-def scp_argv(lab: Lab, peer: Peer, source: Path, dest: Path) -> list[str]:
-    """scp with the options of ``lab.ssh_argv`` (strict host key, the lab's key only)."""
+def saved_size(client: docker.DockerClient, ref: str) -> int:
+    """The size of ``docker save REF``, streamed and counted (nothing written)."""
+    return sum(len(chunk) for chunk in client.images.get(ref).save(chunk_size=MiB))
+
+
+def scp_argv(lab: Lab, peer: Peer, source: Path, dest: Path, cipher: str) -> list[str]:
+    """scp with the options of ``lab.ssh_argv`` (strict host key, the lab's key only) and
+    ``cipher``."""
     ssh = lab.ssh_argv(peer)
     options = [ssh[i + 1] for i, word in enumerate(ssh[:-1]) if word == "-o"]
     argv = ["scp", "-q", "-F", "/dev/null", "-i", str(lab.client_key), "-P", str(peer.port)]
+    argv += sshwire.openssh_options(cipher)
     for option in options:
         argv += ["-o", option]
     return [*argv, str(source), f"root@{peer.address}:{dest}"]
@@ -724,6 +898,28 @@ def top_layer_bytes(tarball: Path) -> int:
             raise BenchError(f"{tarball} has no manifest.json")
         top = json.loads(member.read())[0]["Layers"][-1]
         return int(tar.getmember(top).size)
+
+
+def inbox_snapshot(peer: Peer) -> dict[str, bytes | None]:
+    """The inbox's file names, with the content of the small ones (records, markers)."""
+    found: dict[str, bytes | None] = {}
+    for path in peer.inbox.iterdir():
+        if path.is_file() and path.stat().st_size <= MiB:
+            found[path.name] = path.read_bytes()
+        else:
+            found[path.name] = None
+    return found
+
+
+def inbox_restore(peer: Peer, snapshot: dict[str, bytes | None]) -> None:
+    """The inbox as in ``snapshot``: new files removed, small files' content put back."""
+    for path in peer.inbox.iterdir():
+        if path.name not in snapshot:
+            remove(path)
+    for name, content in snapshot.items():
+        path = peer.inbox / name
+        if content is not None and (not path.exists() or path.read_bytes() != content):
+            path.write_bytes(content)
 
 
 def remove(path: Path) -> None:

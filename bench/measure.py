@@ -12,7 +12,9 @@ import contextlib
 import datetime
 import json
 import os
+import select
 import signal
+import statistics
 import subprocess
 import tempfile
 import threading
@@ -27,6 +29,7 @@ from lab import ByteCountingRelay
 _live: dict[int, subprocess.Popen[bytes]] = {}
 _live_lock = threading.Lock()
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+EN_DASH = "\u2013"  # between the lowest and highest of a range
 
 
 class BenchError(RuntimeError):
@@ -157,6 +160,58 @@ def pipeline(
         Finished(list(left), left_code, left_rss, left_cpu, "", texts[0]),
         Finished(list(right), right_code, right_rss, right_cpu, texts[1], texts[2]),
     )
+
+
+def first_output(argv: Sequence[str], *, timeout: float = 30) -> float:
+    """Seconds from starting ``argv`` (stdin a pipe) until the first byte on its stdout;
+    then its stdin is closed and it is reaped (killed if it does not end in ``timeout``)."""
+    with tempfile.TemporaryFile() as err:
+        t0 = time.monotonic()
+        proc = spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
+        assert proc.stdin is not None and proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], timeout)
+        first = os.read(proc.stdout.fileno(), 1) if ready else b""
+        seconds = time.monotonic() - t0
+        proc.stdin.close()
+        drain = threading.Thread(target=proc.stdout.read, daemon=True)  # never blocks it
+        drain.start()
+        code, _, _ = reap(proc, timeout)
+        drain.join(5)
+        proc.stdout.close()
+        err.seek(0)
+        tail = err.read().decode("utf-8", "replace").strip()[-600:]
+    if not first:
+        why = "no output" if not ready else f"exit {code} before any output"
+        raise BenchError(f"{' '.join(argv)}: {why} within {timeout:.0f}s\n{tail}")
+    return seconds
+
+
+def load_average() -> float:
+    """The 1-minute load average, from /proc/loadavg."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+@dataclass
+class Spread:
+    """The median of several measurements, with their lowest and highest."""
+
+    median: float
+    low: float
+    high: float
+    count: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Spread | None:
+        if not values:
+            return None
+        return cls(statistics.median(values), min(values), max(values), len(values))
+
+    def text(self, digits: int = 2, unit: str = "") -> str:
+        """``7.73 (7.51\u20138.02)``: median (lowest to highest); one value says so."""
+        middle = f"{self.median:.{digits}f}{unit}"
+        if self.count == 1:
+            return f"{middle} (1 run)"
+        return f"{middle} ({self.low:.{digits}f}{EN_DASH}{self.high:.{digits}f})"
 
 
 def proc_cpu_seconds(pid: int) -> float | None:

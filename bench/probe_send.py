@@ -4,7 +4,9 @@ into the stdin of COMMAND on PEER; prints ``{"seconds": …, "sent": …}``.
 
 Run as its own process by the benchmark, so the relay threads of the benchmark do not share
 a GIL with paramiko. Uses imgsync's internals, which move: a signature it does not know
-makes it exit 3 ("n/a" in the table) rather than measure something else.
+(or a module it does not find) makes it exit 3 ("n/a" in the table) rather than measure
+something else. The benchmark times the whole process, start-up and connection included,
+as it times scp.
 """
 
 from __future__ import annotations
@@ -15,18 +17,26 @@ import sys
 import time
 from pathlib import Path
 
-from imgsync import config as cfg
-from imgsync import payload
-from imgsync.transport import SshSession
+try:
+    from imgsync import config as cfg
+    from imgsync import payload
+    from imgsync.transport import SshSession
+except ImportError as err:  # imgsync's internals moved: say so, measure nothing else
+    print(f"imgsync's transport is not where the probe looks: {err}", file=sys.stderr)
+    sys.exit(3)
 
 
 def main(argv: list[str]) -> int:
     config_path, peer_name, file_name, *command = argv
-    config = cfg.load(Path(config_path))
-    table = next(p for p in config.peers if p.name == peer_name)
-    peer = cfg.peer_settings(config, table)
-    bundle = payload.FilePayload(Path(file_name).name, Path(file_name))
-    params = list(inspect.signature(SshSession.send).parameters)
+    try:
+        config = cfg.load(Path(config_path))
+        table = next(p for p in config.peers if p.name == peer_name)
+        peer = cfg.peer_settings(config, table)
+        bundle = payload.FilePayload(Path(file_name).name, Path(file_name))
+        params = list(inspect.signature(SshSession.send).parameters)
+    except (AttributeError, TypeError) as err:
+        print(f"imgsync's internals moved: {err}", file=sys.stderr)
+        return 3
     with SshSession(peer) as ssh:
         t0 = time.monotonic()
         if params[1:4] == ["what", "chunks", "argv"]:
