@@ -143,8 +143,9 @@ class Bench:
         run.data.setdefault("foreign_dockerd", self._foreign_at_start)
         self.runs.append(run)
         wire = "-" if run.wire is None else f"{mb(run.wire):.1f} MB"
+        case = f"({run.case})"
         self.say(
-            f"  ({run.case}) {run.link:<22} #{run.rep + 1} {run.tool:<44} {run.seconds:7.2f}s  "
+            f"  {case:<6} {run.link:<22} #{run.rep + 1} {run.tool:<44} {run.seconds:7.2f}s  "
             f"{wire}  load {run.data['load1']:.1f}"
         )
         return run

@@ -77,7 +77,7 @@ def ratio_goal(
         measured.append(f"{label}: {text}")
         if value > limit:
             late = mine.median - classic.median * limit
-            misses.append(f"{label} by {over(value, limit, 'x')}, {late:.1f} s")
+            misses.append(f"{label} by {over(value, limit, 'x')}, {late:.1f} s over")
             if explain:
                 reasons.append(f"{label}: {phase_text(mine)}")
     if all(mine is None or classic is None for _, mine, classic, _ in pairs):
@@ -95,7 +95,7 @@ def ratio_goal(
 def goals(table: list[Row], facts: dict[str, Any]) -> list[Goal]:
     return [
         first_sync_loopback(table),
-        first_sync_rtt(table),
+        first_sync_rtt(table, facts),
         four_peers(table),
         update_shaped(table),
         update_loopback(table),
@@ -116,7 +116,7 @@ def first_sync_loopback(table: list[Row]) -> Goal:
     return ratio_goal(goal, [("loopback", mine, classic, 1.0)])
 
 
-def first_sync_rtt(table: list[Row]) -> Goal:
+def first_sync_rtt(table: list[Row], facts: dict[str, Any]) -> Goal:
     goal = Goal(
         f"first sync, 1 peer, {RTT.name}",
         "<= 1.0x classic (<= 0.6x on compressible layers)",
@@ -135,7 +135,17 @@ def first_sync_rtt(table: list[Row]) -> Goal:
             0.6,
         ),
     ]
-    return ratio_goal(goal, pairs)
+    ratio_goal(goal, pairs)
+    mine, classic = pairs[1][1], pairs[1][2]
+    if mine and classic and mine.wire and classic.wire and mine.wire > 0.9 * classic.wire:
+        setting = facts.get("compression_setting", "?")
+        goal.reason += (
+            f"; compressible layers: imgsync sent {mb(mine.wire):.0f} MB where classic sent "
+            f"{mb(classic.wire):.0f} MB, nothing compressed on the wire (`[ssh] compression`: "
+            f"{setting})"
+        )
+    goal.reason = goal.reason.lstrip("; ")
+    return goal
 
 
 def four_peers(table: list[Row]) -> Goal:

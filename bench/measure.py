@@ -1,7 +1,12 @@
 """Measuring one run: wall time, a process's own peak RSS and CPU time, bytes on the relay.
 
 Every child is started with :class:`subprocess.Popen` and reaped with ``os.wait4`` so the
-kernel hands back *its* rusage (``ru_maxrss`` in KiB), not the sum over all our children.
+kernel hands back *its* rusage, not the sum over all our children. Its peak RSS needs care:
+Linux starts a child's ``ru_maxrss`` at the high-water mark of the memory it was forked
+(or vforked) from, so a child of this benchmark "peaks" at least at the benchmark's own
+peak. So :class:`PeakWatch` also reads the child's ``VmHWM`` (/proc/PID/status, the peak
+of its own memory since its exec) every 10 ms while it runs; ``ru_maxrss`` is taken only
+when it is above the benchmark's own peak (then it is the child's).
 A watchdog kills a child that outlives its timeout; :func:`kill_all` ends whatever we
 started that is still running (by PID, never by name).
 """
@@ -27,6 +32,7 @@ from typing import IO, Any
 from lab import ByteCountingRelay
 
 _live: dict[int, subprocess.Popen[bytes]] = {}
+_watches: dict[int, PeakWatch] = {}
 _live_lock = threading.Lock()
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 EN_DASH = "\u2013"  # between the lowest and highest of a range
@@ -62,10 +68,53 @@ def spawn(
     stderr: int | IO[Any] | None = None,
     env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
+    inherited = vm_hwm("self") or 0  # what the child's ru_maxrss starts from
     proc = subprocess.Popen(list(argv), stdin=stdin, stdout=stdout, stderr=stderr, env=env)
     with _live_lock:
         _live[proc.pid] = proc
+        _watches[proc.pid] = PeakWatch(proc.pid, inherited)
     return proc
+
+
+def vm_hwm(pid: int | str) -> int | None:
+    """The peak resident memory (KiB) of process ``pid`` since its exec; None once it is
+    gone (or exited: a zombie has no memory left)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+class PeakWatch:
+    """Reads a child's VmHWM every ``interval`` seconds until :meth:`stop`."""
+
+    def __init__(self, pid: int, inherited: int, interval: float = 0.01) -> None:
+        self.pid = pid
+        self.inherited = inherited
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, args=(interval,), daemon=True)
+        self._thread.start()
+
+    def _loop(self, interval: float) -> None:
+        while True:
+            value = vm_hwm(self.pid)
+            if value is not None:
+                self.peak = max(self.peak, value)
+            if self._stop.wait(interval):
+                return
+
+    def stop(self, ru_maxrss: int) -> int:
+        """The child's own peak RSS (KiB), given the ``ru_maxrss`` that wait4 reported."""
+        self._stop.set()
+        self._thread.join(1)
+        if ru_maxrss > self.inherited:
+            return ru_maxrss  # above what it inherited: the child's own
+        return self.peak  # the last VmHWM read before it exited (0: it never was read)
 
 
 def reap(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, int, float]:
@@ -81,9 +130,11 @@ def reap(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, int, float
         watchdog.cancel()
         with _live_lock:
             _live.pop(proc.pid, None)
+            watch = _watches.pop(proc.pid, None)
     code = os.waitstatus_to_exitcode(status)
     proc.returncode = code  # reaped here: Popen must not wait for it again
-    return code, int(usage.ru_maxrss), float(usage.ru_utime + usage.ru_stime)
+    peak = watch.stop(int(usage.ru_maxrss)) if watch is not None else int(usage.ru_maxrss)
+    return code, peak, float(usage.ru_utime + usage.ru_stime)
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:

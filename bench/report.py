@@ -81,7 +81,9 @@ def rss_text(row: Row) -> str:
     peaks = row.rss
     if not peaks:
         return "n/a"
-    return ", ".join(f"{name} {kib / 1024:.0f}" for name, kib in peaks.items())
+    return ", ".join(
+        f"{name} {kib / 1024:.0f}" if kib else f"{name} ?" for name, kib in peaks.items()
+    )
 
 
 def loads_text(row: Row) -> str:
@@ -306,7 +308,7 @@ def machine(lab: Lab, docker_cli: list[str]) -> dict[str, str]:
         "python": platform.python_version(),
         "paramiko": metadata.version("paramiko"),
         "cryptography": metadata.version("cryptography"),
-        "imgsync": metadata.version("imgsync"),
+        "imgsync": _first_line([*lab.imgsync_cmd, "--version"]),
     }
 
 
@@ -426,18 +428,20 @@ def this_run(data: dict[str, Any]) -> list[str]:
     tree = data.get("tree", {})
     start, end = tree.get("start", {}), tree.get("end", {})
     commit = start.get("commit", "?")
-    clean = not start.get("changed")
-    label = commit[:7] if clean else f"{commit[:7]}-dirty"
+    changed = [str(line).strip() for line in start.get("changed", [])]
+    label = f"{commit[:7]}-dirty" if changed else commit[:7]
+    where = "imgsync/, bench/, lab/"
+    state = (
+        f"**dirty**: {len(changed)} uncommitted file(s) under {where} ({'; '.join(changed[:6])}"
+        f"{'; …' if len(changed) > 6 else ''})"
+        if changed
+        else f"no uncommitted change under {where}"
+    )
     lines = [
         f"This run: `{data['command']}` — {data['seconds'] / 60:.1f} min in all "
         f"({timings_text(data.get('timings', {}))}).",
         "",
-        f"Code measured: **{label}** (`{commit}`)"
-        + (
-            ", no uncommitted change under imgsync/, bench/, lab/ at the start or the end."
-            if clean and not tree.get("changed_during_run")
-            else f" — {tree.get('describe', 'dirty')}."
-        ),
+        f"Code measured: **{label}** (`{commit}`), {state}.",
     ]
     if tree.get("changed_during_run"):
         lines.append(f"**The tree changed during the run**: {tree['changed_during_run']}.")
@@ -447,7 +451,10 @@ def this_run(data: dict[str, Any]) -> list[str]:
 
 
 def timings_text(timings: dict[str, float]) -> str:
-    return ", ".join(f"{name} {seconds / 60:.1f} min" for name, seconds in timings.items())
+    def took(seconds: float) -> str:
+        return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+    return ", ".join(f"{name} {took(seconds)}" for name, seconds in timings.items())
 
 
 def how_to_read(facts: dict[str, Any], wanted: int) -> list[str]:
@@ -490,14 +497,17 @@ def how_to_read(facts: dict[str, Any], wanted: int) -> list[str]:
         "- **Peers start empty** for each first sync: the image is removed on the peer, "
         "then every unused image is pruned through the API, and the inbox is emptied. In "
         "(b) the peer runs v1 (loaded by imgsync); after each classic and imgsync run it is "
-        "put back on v1 (v2 removed, v1 re-tagged, the inbox as it was).",
+        "put back on v1 (v2 removed, v1 re-tagged; after imgsync also the inbox as it was, "
+        "and the source's export dir emptied, so each run exports v2 again).",
         "- **seconds**: wall time of the whole command (for classic, of the pipeline; for "
         "4 peers, of all 4 pipelines). **MB/s end to end**: the image's bytes (x peers) "
         "divided by that median. **on the wire**: bytes the relays carried, both directions, "
         "summed over the peers (SSH framing and handshakes included), median. **peak RSS**: "
-        "`ru_maxrss` of the process itself from `os.wait4`, the highest of the runs "
-        "(imgsync on the source; for classic the docker CLI that saves and the ssh client; "
-        "for scp, scp with the ssh it runs). The peer side is not in it.",
+        "of the process itself, the highest of the runs (imgsync on the source; for classic "
+        "the docker CLI that saves and the ssh client; for scp, scp itself): its `VmHWM` "
+        "read from /proc every 10 ms while it runs, or `ru_maxrss` from `os.wait4` when "
+        "that is above the benchmark's own peak (Linux starts a child's `ru_maxrss` at "
+        "the peak of the process it was forked from). The peer side is not in it.",
         "- **vs classic**: the median time (and bytes) divided by the classic row of the "
         "same case and link (in bold). In (d) that is 4 pipelines in parallel (one after "
         "another is always slower, and is not run); in (c) it is re-sending every image (a "
