@@ -323,12 +323,14 @@ def test_the_inventory_is_asked_while_the_source_still_exports(
             )
         )
 
-    thread = threading.Thread(target=sync)
+    thread = threading.Thread(target=sync, daemon=True)
     thread.start()
-    assert asked.wait(5), "the inventory waited for the export"
-    assert not [c for c in link.calls if c != "inventory"]
-    exports.finish(markers, {})
-    thread.join(5)
+    try:
+        assert asked.wait(5), "the inventory waited for the export"
+        assert not [c for c in link.calls if c != "inventory"]
+    finally:
+        exports.finish(markers, {})
+        thread.join(5)
     assert {r.action for r in results} == {Action.LOADED}
 
 
