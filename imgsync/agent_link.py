@@ -19,7 +19,8 @@ from imgsync import __version__, frames, marker, protocol
 from imgsync.bundledir import marker_name
 from imgsync.config import PeerSettings
 from imgsync.errors import RemoteCommandError, TransportError
-from imgsync.link import Advance
+from imgsync.link import IMAGE_ERRORS, Advance
+from imgsync.live import LivePayload
 from imgsync.model import ApplyOutcome, HeldLayers, Inventory, Marker
 from imgsync.payload import BytesPayload, Payload
 from imgsync.signals import Cancelled
@@ -31,6 +32,7 @@ SESSION_FLAG = "--session"
 class AgentLink:
     engine_version: str | None = None
     store: str | None = None
+    streams = True
 
     def __init__(self, ssh: SshSession, process: RemoteProcess, peer: PeerSettings) -> None:
         self._ssh, self._process, self.peer = ssh, process, peer
@@ -63,7 +65,7 @@ class AgentLink:
         return protocol.load_layers(self._ask({"op": "layers", "chains": list(chains)}))
 
     def send_bundle(
-        self, bundle: Payload, sent: Marker, offset: int, advance: Advance | None
+        self, bundle: Payload | LivePayload, sent: Marker, offset: int, advance: Advance | None
     ) -> int:
         level = self.peer.compression_level if self.peer.compression == "zstd" else None
         return self._send_file(bundle, offset, level, advance)
@@ -131,40 +133,62 @@ class AgentLink:
         return RemoteCommandError(f"peer {self.peer.name}: its session ended during {op}: {tail}")
 
     def _send_file(
-        self, item: Payload, offset: int, level: int | None, advance: Advance | None
+        self, item: Payload | LivePayload, offset: int, level: int | None, advance: Advance | None
     ) -> int:
         request = {"op": "receive", "name": item.name, "size": item.size, "offset": offset}
         try:
-            wire = self._stream(item, request, offset, level, advance)
+            wire, failure = self._stream(item, request, offset, level, advance)
         except TransportError as err:  # the peer's process may have said why it ended
             raise self._ended("receive", err) from None
-        self._reply("receive", None)
+        try:
+            self._reply("receive", None)
+        except RemoteCommandError:
+            if failure is None:
+                raise
+        if failure is not None:  # the peer dropped what it got; this image fails alone
+            raise failure
         return wire
 
     def _stream(
         self,
-        item: Payload,
+        item: Payload | LivePayload,
         request: dict[str, Any],
         offset: int,
         level: int | None,
         advance: Advance | None,
-    ) -> int:
+    ) -> tuple[int, Exception | None]:
+        """The request, the file's frames, ``END`` and, for a file of unknown size, the
+        trailer (its size and sha256, or why it was abandoned). An error reading the file
+        ends it early (the peer keeps nothing of it): returned, for the caller to raise."""
         head = frames.message_frame(request)
         self._process.write(head)
-        wire = len(head)
+        wire, failure = len(head), None
         started, done, rate = time.monotonic(), 0, self.peer.max_rate_bytes
-        for frame, carried in frames.data_frames(item.chunks(offset), level):
-            self._process.write(frame)
-            wire, done = wire + len(frame), done + carried
-            if advance is not None:
-                advance(done)
-            if rate:  # pace: never ahead of the rate since the start
-                ahead = wire / rate - (time.monotonic() - started)
-                if ahead > 0 and self._ssh.stop.wait(ahead):
-                    raise Cancelled(f"upload of {item.name} to {self.peer.name} abandoned")
-        end = frames.end_frame()
-        self._process.write(end)
-        return wire + len(end)
+        try:
+            for frame, carried in frames.data_frames(item.chunks(offset), level):
+                self._process.write(frame)
+                wire, done = wire + len(frame), done + carried
+                if advance is not None:
+                    advance(done)
+                if rate:  # pace: never ahead of the rate since the start
+                    ahead = wire / rate - (time.monotonic() - started)
+                    if ahead > 0 and self._ssh.stop.wait(ahead):
+                        raise Cancelled(f"upload of {item.name} to {self.peer.name} abandoned")
+        except IMAGE_ERRORS as err:
+            failure = err
+        tail = frames.end_frame()
+        if item.size is None:
+            trailer = _trailer(item, failure)
+            tail += frames.message_frame(trailer)
+        self._process.write(tail)
+        return wire + len(tail), failure
 
     def _read(self, size: int) -> bytes:
         return self._process.read(size, self._timeout)
+
+
+def _trailer(item: Payload | LivePayload, failure: Exception | None) -> dict[str, Any]:
+    if failure is not None or not isinstance(item, LivePayload):
+        return {"abort": str(failure or "no size")}
+    final = item.final
+    return {"size": final.size, "sha256": final.sha256}

@@ -55,6 +55,7 @@ from imgsync.engine import ImageInfo
 from imgsync.errors import EngineError, RemoteCommandError, StorageError, VerificationError
 from imgsync.fsutil import PARTIAL_PREFIX
 from imgsync.link import IMAGE_ERRORS, Advance
+from imgsync.live import LivePayload
 from imgsync.model import (
     Action,
     ApplyOutcome,
@@ -89,6 +90,8 @@ class Shell(Protocol):
 
 class AgentlessLink:
     """The :class:`~imgsync.link.PeerLink` of an agentless peer: each step a command."""
+
+    streams = False  # ``dd`` takes a whole file; its size and sha256 are checked after
 
     def __init__(
         self, shell: Shell, peer: PeerSettings, export_dir: Path, ssh: SshSession | None = None
@@ -144,11 +147,13 @@ class AgentlessLink:
         return HeldLayers("agentless", set())  # no layer inventory: full bundles only
 
     def send_bundle(
-        self, bundle: Payload, sent: Marker, offset: int, advance: Advance | None
+        self, bundle: Payload | LivePayload, sent: Marker, offset: int, advance: Advance | None
     ) -> int:
         """Upload (from the start: ``dd`` truncates), check size and sha256 there, rename."""
         if sent.reference in self._refused:
             raise VerificationError(self._refused[sent.reference])
+        if isinstance(bundle, LivePayload):  # the orchestration waits: this link never streams
+            raise StorageError(f"{bundle.name} is still being exported")
         remote = self._remote
         if not self._inbox_ready:
             remote.check(["mkdir", "-p", "--", self.peer.inbox], StorageError, "creating the inbox")

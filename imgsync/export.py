@@ -10,15 +10,51 @@ place, the reference's bundles beyond ``keep`` are removed, oldest first.
 from __future__ import annotations
 
 import datetime
+from dataclasses import dataclass
+from typing import BinaryIO
 
 from imgsync import fsutil, log, saveformat
 from imgsync.bundledir import BundleDir, bundle_name
 from imgsync.engine import Engine, ImageInfo
-from imgsync.errors import MarkerError, StorageError, VerificationError
+from imgsync.errors import ImgsyncError, MarkerError, StorageError, VerificationError
+from imgsync.live import LiveExport
 from imgsync.model import Marker
 from imgsync.payload import StreamReader
 from imgsync.plan import needs_export, no_room, with_margin
 from imgsync.reference import familiar
+
+ANNOUNCE_EVERY = 1024 * 1024  # bytes between two notes to the peers streaming the export
+
+
+@dataclass(frozen=True)
+class Head:
+    """What the engine holds under ``reference`` and, when the export dir already holds
+    that version intact, its marker (``current``: nothing to export)."""
+
+    reference: str
+    info: ImageInfo
+    current: Marker | None
+
+
+def head(engine: Engine, bundles: BundleDir, reference: str) -> Head:
+    info = engine.inspect(reference)
+    try:
+        current = bundles.read_marker(reference)
+    except MarkerError as err:
+        log.get().warning("unreadable marker replaced", image=reference, error=str(err))
+        current = None
+    intact = current is not None and _size_of(bundles, current) == current.size
+    if current is not None and not needs_export(info.id, current, intact):
+        return Head(reference, info, current)
+    return Head(reference, info, None)
+
+
+def provisional(found: Head) -> Marker:
+    """The marker of an export not written yet, as far as the engine tells it before the
+    save: its version is the engine's ID (the classic store's), its size the image's."""
+    info = found.info
+    name = bundle_name(found.reference, info.id)
+    return Marker(found.reference, info.id, info.diff_ids, name, info.size, "", "")
 
 
 def export_image(
@@ -29,18 +65,34 @@ def export_image(
 
     Return its marker and whether a new export was written.
     """
-    logger = log.get().bind(image=reference)
-    info = engine.inspect(reference)
-    try:
-        current = bundles.read_marker(reference)
-    except MarkerError as err:
-        logger.warning("unreadable marker replaced", error=str(err))
-        current = None
-    intact = current is not None and _size_of(bundles, current) == current.size
-    if current is not None and not needs_export(info.id, current, intact):
-        _prune(bundles, current, keep)
-        return current, False
+    found = head(engine, bundles, reference)
+    if found.current is not None:
+        prune(bundles, found.current, keep)
+        return found.current, False
+    return save(engine, bundles, found, keep), True
 
+
+def save(
+    engine: Engine, bundles: BundleDir, found: Head, keep: int = 1, live: LiveExport | None = None
+) -> Marker:
+    """``docker save`` into the export dir, checked, then the marker; ``live`` is told as
+    bytes land (peers stream the bundle behind the save) and how it ended."""
+    try:
+        marker = _save(engine, bundles, found, keep, live)
+    except ImgsyncError as err:
+        if live is not None:
+            live.fail(f"source: {err}")
+        raise
+    if live is not None:
+        live.finish(marker)
+    return marker
+
+
+def _save(
+    engine: Engine, bundles: BundleDir, found: Head, keep: int, live: LiveExport | None
+) -> Marker:
+    reference, info = found.reference, found.info
+    logger = log.get().bind(image=reference)
     full = no_room(
         "export dir", str(bundles.path), reference, with_margin(info.size), bundles.free_bytes()
     )
@@ -48,10 +100,13 @@ def export_image(
         raise StorageError(full)
     name = bundle_name(reference, info.id)
     logger.info("exporting", version=info.id, image_size=info.size)
+    temp = live.path if live is not None else None
     try:
-        with fsutil.atomic_writer(bundles.path / name) as handle:
+        with fsutil.atomic_writer(bundles.path / name, temp=temp) as handle:
             # one pass: written, hashed, and every layer checked against its diff ID
-            archive = saveformat.scan(StreamReader(engine.save(reference)), sink=handle.write)
+            sink = _Announcing(handle, live)
+            archive = saveformat.scan(StreamReader(engine.save(reference)), sink=sink.write)
+            sink.flush()
             _check_saved(reference, info, archive)
     except StorageError as err:
         raise StorageError(
@@ -70,8 +125,29 @@ def export_image(
     )
     bundles.write_marker(marker)
     logger.info("exported", version=version, image_id=info.id, bytes=archive.size)
-    _prune(bundles, marker, keep)
-    return marker, True
+    prune(bundles, marker, keep)
+    return marker
+
+
+class _Announcing:
+    """Writes what ``docker save`` streams; tells ``live`` each MiB (flushed first, so a
+    reader of the file finds every byte it is told of)."""
+
+    def __init__(self, handle: BinaryIO, live: LiveExport | None) -> None:
+        self._handle, self._live = handle, live
+        self._written = self._told = 0
+
+    def write(self, data: bytes) -> None:
+        self._handle.write(data)
+        self._written += len(data)
+        if self._live is not None and self._written - self._told >= ANNOUNCE_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._live is not None:
+            self._handle.flush()
+            self._told = self._written
+            self._live.advance(self._written)
 
 
 def _check_saved(reference: str, info: ImageInfo, archive: saveformat.Archive) -> None:
@@ -93,7 +169,7 @@ def _check_saved(reference: str, info: ImageInfo, archive: saveformat.Archive) -
         )
 
 
-def _prune(bundles: BundleDir, current: Marker, keep: int) -> None:
+def prune(bundles: BundleDir, current: Marker, keep: int) -> None:
     removed = bundles.prune(current.reference, current.bundle, keep)
     if removed:
         log.get().info("old bundles removed", image=current.reference, keep=keep, removed=removed)

@@ -39,10 +39,11 @@ def fsync_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_writer(final: Path, mode: int = 0o640) -> Iterator[BinaryIO]:
-    """Yield a file under a temp name beside ``final``; on success flush, fsync and
-    rename it into place; on any error remove it and leave ``final`` untouched."""
-    temp = final.with_name(temp_name(final.name))
+def atomic_writer(final: Path, mode: int = 0o640, temp: Path | None = None) -> Iterator[BinaryIO]:
+    """Yield a file under a temp name beside ``final`` (``temp``, or a new one); on success
+    flush, fsync and rename it into place; on any error remove it and leave ``final``
+    untouched."""
+    temp = temp or final.with_name(temp_name(final.name))
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     except OSError as err:

@@ -22,6 +22,7 @@ from typing import Protocol
 
 from imgsync.config import PeerSettings
 from imgsync.errors import EngineError, StorageError, VerificationError
+from imgsync.live import LivePayload
 from imgsync.model import ApplyOutcome, HeldLayers, Inventory, Marker
 from imgsync.payload import Payload
 
@@ -32,6 +33,7 @@ Advance = Callable[[int], None]  # told the bundle bytes sent so far
 class PeerLink(Protocol):
     engine_version: str | None  # the peer's Docker version (None: it did not say)
     store: str | None  # its image store: "classic" or "containerd"
+    streams: bool  # it can take a bundle still being exported (size told at the end)
 
     def inventory(self, images: Sequence[str]) -> Inventory:
         """What the peer runs under ``images`` and holds in its inbox (asked while the
@@ -48,10 +50,12 @@ class PeerLink(Protocol):
         ...
 
     def send_bundle(
-        self, bundle: Payload, sent: Marker, offset: int, advance: Advance | None
+        self, bundle: Payload | LivePayload, sent: Marker, offset: int, advance: Advance | None
     ) -> int:
         """Upload ``bundle`` (described by ``sent``: its size and sha256) from byte
-        ``offset``; return the bytes that crossed the wire."""
+        ``offset``; return the bytes that crossed the wire. A bundle whose ``size`` is
+        ``None`` is still being exported (:class:`~imgsync.live.LivePayload`): its size and
+        sha256 are told at its end (only to a link that ``streams``)."""
         ...
 
     def send_marker(self, sent: Marker) -> int:

@@ -10,11 +10,12 @@ that image alone; the session goes on with the others.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import structlog
@@ -22,7 +23,9 @@ import structlog
 from imgsync import log, payload
 from imgsync.config import PeerSettings
 from imgsync.errors import AuthError, HostKeyError, ImgsyncError
+from imgsync.exports import Exports
 from imgsync.link import IMAGE_ERRORS, Connect, PeerLink, open_link
+from imgsync.live import ExportFailed, LiveExport, LivePayload
 from imgsync.model import (
     Action,
     HeldLayers,
@@ -39,39 +42,6 @@ from imgsync.signals import Cancelled
 Omitted = tuple[int, ...]  # positions of layers a thin bundle leaves out
 RETRY_CAP = 60.0  # seconds: the longest wait between two attempts
 _PERMANENT = (HostKeyError, AuthError)
-
-
-class Exports:
-    """The cycle's exports, which the peers' sessions wait for once they have asked their
-    inventory: set once, by the thread that exports."""
-
-    def __init__(self) -> None:
-        self._done = threading.Event()
-        self.markers: dict[str, Marker] = {}
-        self.errors: dict[str, str] = {}  # image: why it could not be exported
-        self._failed: str | None = None
-
-    @classmethod
-    def ready(cls, markers: dict[str, Marker], errors: dict[str, str]) -> Exports:
-        exports = cls()
-        exports.finish(markers, errors)
-        return exports
-
-    def finish(self, markers: dict[str, Marker], errors: dict[str, str]) -> None:
-        self.markers, self.errors = markers, errors
-        self._done.set()
-
-    def abandon(self, why: str) -> None:
-        self._failed = why
-        self._done.set()
-
-    def wait(self, stop: threading.Event) -> tuple[dict[str, Marker], dict[str, str]]:
-        while not self._done.wait(0.1):
-            if stop.is_set():
-                raise Cancelled("stopped while the source exported")
-        if self._failed is not None:
-            raise Cancelled(f"the export failed: {self._failed}")
-        return self.markers, self.errors
 
 
 def retry_delay(attempt: int, base: float, rng: random.Random) -> float:
@@ -133,7 +103,7 @@ def _attempt(
 ) -> None:
     try:
         inventory = link.inventory(images)  # while the source may still be exporting
-        markers, errors = exports.wait(stop)
+        markers, live, errors = exports.announced(stop)
         for image, error in errors.items():
             if image in images:
                 results[image] = Result(peer.name, image, None, Action.FAILED, error=error)
@@ -143,7 +113,8 @@ def _attempt(
             if image in images and (image not in results or results[image].action is Action.FAILED)
         }
         try:
-            serve(link, peer, todo, link.recognise(todo, inventory), export_dir, results, progress)
+            known = link.recognise(todo, inventory)
+            serve(link, peer, todo, known, export_dir, results, progress, live, stop)
         finally:
             for image in todo:
                 if image in results:
@@ -176,6 +147,19 @@ def _in_flight(result: Result) -> bool:
     return result.action is Action.FAILED and result.error is None
 
 
+@dataclass
+class _Session:
+    """One session's fixed parts: the link, the peer, where bundles are, what it reports."""
+
+    link: PeerLink
+    peer: PeerSettings
+    export_dir: Path
+    results: dict[str, Result]
+    progress: ProgressSink | None
+    live: Mapping[str, LiveExport]
+    stop: threading.Event
+
+
 def serve(
     link: PeerLink,
     peer: PeerSettings,
@@ -184,10 +168,16 @@ def serve(
     export_dir: Path,
     results: dict[str, Result],
     progress: ProgressSink | None = None,
+    live: Mapping[str, LiveExport] | None = None,
+    stop: threading.Event | None = None,
 ) -> None:
-    """Within one session: skip, send and apply what ``inventory`` says each image needs."""
+    """Within one session: skip, send and apply what ``inventory`` says each image needs.
+    ``live``: exports still being written (their markers in ``todo`` are provisional)."""
+    session = _Session(
+        link, peer, export_dir, results, progress, live or {}, stop or threading.Event()
+    )
     plan = plan_peer(todo, inventory, peer.inbox)
-    omitted = _thin_plan(link, plan, export_dir)
+    omitted = _thin_plan(session, plan)
     to_apply: list[PlanItem] = []
     for item in plan:
         if item.step is Step.NO_ROOM:  # nothing is sent: the peer keeps what it runs
@@ -203,12 +193,12 @@ def serve(
             )
             continue
         earlier = results.get(item.image)
-        result = results[item.image] = Result(
+        results[item.image] = Result(
             peer.name, item.image, item.marker.version, Action.FAILED,
             bytes_sent=earlier.bytes_sent if earlier else 0,
         )  # fmt: skip
         if item.step is Step.SEND and not _send_or_fail(
-            link, peer, item, export_dir, inventory, result, omitted.get(item.image, ()), progress
+            session, item, inventory, omitted.get(item.image, ())
         ):
             continue
         to_apply.append(item)
@@ -217,41 +207,45 @@ def serve(
     fallback = _apply(link, peer, to_apply, results)
     for item in list(fallback):  # a thin bundle the peer could not use: the full one now
         log.get().warning("thin bundle refused; sending the full one", image=item.image)
-        result = results[item.image]
-        if not _send_or_fail(link, peer, item, export_dir, inventory, result, (), progress):
+        if not _send_or_fail(session, item, inventory, ()):
             fallback.remove(item)
     if fallback:
         _apply(link, peer, fallback, results)
 
 
 def _send_or_fail(
-    link: PeerLink,
-    peer: PeerSettings,
-    item: PlanItem,
-    export_dir: Path,
-    inventory: Inventory,
-    result: Result,
-    omitted: Omitted,
-    progress: ProgressSink | None,
+    session: _Session, item: PlanItem, inventory: Inventory, omitted: Omitted
 ) -> bool:
     """Send one bundle and its marker; an error of this image alone fails it (False)."""
+    result = session.results[item.image]
     log.get().info("sending", image=item.image, reason=item.reason)
     try:
-        _send(link, peer, item.marker, export_dir, inventory, result, omitted, progress)
+        _send(session, item.marker, inventory, result, omitted)
+    except ExportFailed as err:  # the source could not export it: as if never announced
+        result.error = str(err)
+        return False
     except IMAGE_ERRORS as err:
         log.get().error("not sent", image=item.image, error=str(err))
-        result.error = f"peer {peer.name}: {err}"
+        result.error = f"peer {session.peer.name}: {err}"
         return False
     return True
 
 
-def _thin_plan(link: PeerLink, plan: list[PlanItem], export_dir: Path) -> dict[str, Omitted]:
+def _thin_plan(session: _Session, plan: list[PlanItem]) -> dict[str, Omitted]:
     """Ask the peer which layers of the images to send it holds, and its image store; what
-    each bundle may leave out (where that store can load it so)."""
+    each bundle may leave out (where that store can load it so). A containerd-store peer
+    needs each bundle's blobs: the exports that may be thin for it are waited for."""
     chains = {c for item in plan if item.step is Step.SEND for c in chain_ids(item.marker.layers)}
     if not chains:
         return {}
-    return thin_for_store(plan, link.held_layers(sorted(chains)), export_dir)
+    held = session.link.held_layers(sorted(chains))
+    if held.store == "containerd":
+        for item in plan:
+            export = session.live.get(item.image)
+            if export is not None and held.chains & set(chain_ids(item.marker.layers)):
+                with contextlib.suppress(ExportFailed):  # the send says so
+                    export.wait(session.stop)
+    return thin_for_store(plan, held, session.export_dir)
 
 
 def thin_for_store(plan: list[PlanItem], held: HeldLayers, export_dir: Path) -> dict[str, Omitted]:
@@ -276,20 +270,43 @@ def thin_for_store(plan: list[PlanItem], held: HeldLayers, export_dir: Path) -> 
 
 
 def _send(
-    link: PeerLink,
-    peer: PeerSettings,
-    exported: Marker,
-    export_dir: Path,
-    inventory: Inventory,
-    result: Result,
-    omitted: Omitted,
-    progress: ProgressSink | None = None,
+    session: _Session, exported: Marker, inventory: Inventory, result: Result, omitted: Omitted
 ) -> None:
     """Bundle first, marker last: the peer never sees a marker without its bundle. A thin
     bundle leaves out the layers at ``omitted``; a partial bundle the peer holds is
-    resumed when its bytes match ours."""
+    resumed when its bytes match ours; a bundle still being exported is streamed as it is
+    written, to a link that can, when it goes whole and fresh."""
     started = time.monotonic()
-    full = export_dir / exported.bundle
+    live = session.live.get(exported.reference)
+    partial = inventory.partials.get(exported.bundle)
+    if live is not None and (omitted or partial or not session.link.streams or live.done):
+        exported, live = live.wait(session.stop), None  # the final marker, as exported
+    if live is not None:
+        result.transfer = "full"
+        _stream(session, live, result)
+    else:
+        _send_file(session, exported, partial, result, omitted)
+    result.seconds += time.monotonic() - started
+
+
+def _stream(session: _Session, live: LiveExport, result: Result) -> None:
+    plan = live.provisional
+    log.get().info("streaming while it is exported", image=plan.reference)
+    advance = _progress(session, plan.reference, plan.size)
+    bundle = LivePayload(live, session.stop)
+    result.bytes_sent += session.link.send_bundle(bundle, plan, 0, advance)
+    final = replace(live.wait(session.stop), image_id=None)
+    result.bytes_sent += session.link.send_marker(final)
+
+
+def _send_file(
+    session: _Session,
+    exported: Marker,
+    partial: tuple[int, str] | None,
+    result: Result,
+    omitted: Omitted,
+) -> None:
+    full = session.export_dir / exported.bundle
     if omitted:
         bundle: Payload = payload.thin(exported.bundle, full, omitted)
         sent = replace(
@@ -299,17 +316,19 @@ def _send(
         bundle, sent = payload.FilePayload(exported.bundle, full), exported
     sent = replace(sent, image_id=None)  # the source's own ID stays here
     result.transfer = "thin" if omitted else "full"
-    partial = inventory.partials.get(exported.bundle)
     offset = payload.resume_offset(bundle, *partial) if partial else 0
     if offset:
         log.get().info("resuming upload", image=exported.reference, offset=offset)
-    advance = None
-    if progress is not None:
-        progress.started(peer.name, exported.reference, bundle.size - offset)
-        advance = partial_progress(progress, peer.name, exported.reference)
-    result.bytes_sent += link.send_bundle(bundle, sent, offset, advance)
-    result.bytes_sent += link.send_marker(sent)
-    result.seconds += time.monotonic() - started
+    advance = _progress(session, exported.reference, bundle.size - offset)
+    result.bytes_sent += session.link.send_bundle(bundle, sent, offset, advance)
+    result.bytes_sent += session.link.send_marker(sent)
+
+
+def _progress(session: _Session, image: str, total: int) -> Callable[[int], None] | None:
+    if session.progress is None:
+        return None
+    session.progress.started(session.peer.name, image, total)
+    return partial_progress(session.progress, session.peer.name, image)
 
 
 def partial_progress(sink: ProgressSink, peer: str, image: str) -> Callable[[int], None]:

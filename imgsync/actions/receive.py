@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from imgsync import fsutil, log, saveformat, wire
-from imgsync.bundle import Scanned, signature
+from imgsync.bundle import Scanned, hash_file, signature
 from imgsync.bundledir import BundleDir
 from imgsync.config import ReceiverConfig
 from imgsync.errors import StorageError, VerificationError
@@ -24,6 +24,7 @@ from imgsync.saveformat import Readable
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.(?:tar|marker\.json)")
 _CHUNK = 1024 * 1024
+MAX_UNSIZED = 1 << 46  # 64 TiB: the most a bundle of unknown size may bring
 
 
 def check_name(name: str) -> str:
@@ -49,7 +50,7 @@ def receive(
 def receive_chunks(
     receiver: ReceiverConfig,
     name: str,
-    size: int,
+    size: int | None,
     offset: int,
     chunks: Iterator[bytes],
     scan: bool = True,
@@ -57,44 +58,102 @@ def receive_chunks(
     """Write ``chunks`` into the inbox as ``name`` from byte ``offset``; return the bytes
     received and, for a bundle with ``scan``, its scan (:func:`saveformat.scan`: sha256,
     manifests, every layer checked), made on the way so that applying it need not read it
-    again. A bundle that does not scan is still received; it is checked again on apply."""
+    again. A bundle that does not scan is still received; it is checked again on apply.
+    ``size`` ``None``: a bundle the source still exports; it stays ``.part-NAME`` until
+    :func:`seal` names it."""
     check_name(name)
-    if not 0 <= offset <= size:
+    if size is not None and not 0 <= offset <= size:
         raise StorageError(f"cannot receive {name} from byte {offset} of {size}")
+    if size is None and offset:
+        raise StorageError(f"cannot resume {name}, whose size is not known yet")
     inbox = BundleDir(Path(receiver.inbox))
     inbox.create()
     partial = inbox.path / (fsutil.PARTIAL_PREFIX + name)
+    wanted = MAX_UNSIZED if size is None else size - offset
     try:
-        fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o640)
-    except OSError as err:
-        raise StorageError(f"cannot write in {inbox.path}: {err.strerror}") from None
-    try:
-        with os.fdopen(fd, "r+b") as out:
-            there = os.fstat(out.fileno()).st_size
-            if offset > there:
+        received, archive, stat = _write(
+            partial, offset, chunks, wanted, scan and name.endswith(".tar")
+        )
+        if size is not None:
+            if offset + received < size:
                 raise StorageError(
-                    f"cannot resume {name} at byte {offset}: the inbox holds {there}"
+                    f"upload of {name} stopped at byte {offset + received} of {size}; "
+                    "the part received is kept to resume"
                 )
-            out.truncate(offset)
-            feed = _Feed(out, offset, chunks, size - offset)
-            try:
-                archive = _scan(feed) if scan and name.endswith(".tar") else None
-                feed.drain()
-            finally:
-                out.flush()
-                os.fsync(out.fileno())
-            stat = os.fstat(out.fileno())
-        if offset + feed.received < size:
-            raise StorageError(
-                f"upload of {name} stopped at byte {offset + feed.received} of {size}; "
-                "the part received is kept to resume"
-            )
-        os.replace(partial, inbox.path / name)
-        fsutil.fsync_dir(inbox.path)
+            os.replace(partial, inbox.path / name)
+            fsutil.fsync_dir(inbox.path)
     except OSError as err:
         raise StorageError(f"cannot receive {name} into {inbox.path}: {err.strerror}") from None
     scanned = Scanned(signature(stat), archive) if archive is not None else None
-    return feed.received, scanned
+    return received, scanned
+
+
+def _write(
+    partial: Path, offset: int, chunks: Iterator[bytes], wanted: int, scan: bool
+) -> tuple[int, saveformat.Archive | None, os.stat_result]:
+    try:
+        fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o640)
+    except OSError as err:
+        raise StorageError(f"cannot write in {partial.parent}: {err.strerror}") from None
+    with os.fdopen(fd, "r+b") as out:
+        there = os.fstat(out.fileno()).st_size
+        if offset > there:
+            raise StorageError(
+                f"cannot resume {partial.name} at byte {offset}: the inbox holds {there}"
+            )
+        out.truncate(offset)
+        feed = _Feed(out, offset, chunks, wanted)
+        try:
+            archive = _scan(feed) if scan else None
+            feed.drain()
+        finally:
+            out.flush()
+            os.fsync(out.fileno())
+        return feed.received, archive, os.fstat(out.fileno())
+
+
+def seal(
+    receiver: ReceiverConfig,
+    name: str,
+    scanned: Scanned | None,
+    trailer: dict[str, object],
+) -> Scanned | None:
+    """End a bundle received without a size: with the ``trailer``'s size and sha256, which
+    what arrived must match, it is renamed into place; with an ``abort`` (the source's
+    export failed), or when it does not match, it is removed."""
+    inbox = Path(receiver.inbox)
+    partial = inbox / (fsutil.PARTIAL_PREFIX + name)
+    size, sha256 = trailer.get("size"), trailer.get("sha256")
+    try:
+        if "abort" in trailer or type(size) is not int or not isinstance(sha256, str):
+            why = str(trailer.get("abort") or "no size and sha256")[:500]
+            raise StorageError(f"upload of {name} abandoned by the source: {why}")
+        got = _digest(partial, scanned)
+        if got != (size, sha256):
+            raise StorageError(
+                f"{name} arrived with {got[0]} bytes and sha256 {got[1][:16]}…, the source "
+                f"says {size} and {sha256[:16]}…; removed"
+            )
+    except StorageError:
+        fsutil.remove(partial)
+        raise
+    try:
+        os.replace(partial, inbox / name)
+        fsutil.fsync_dir(inbox)
+    except OSError as err:
+        raise StorageError(f"cannot name {name} in {inbox}: {err.strerror}") from None
+    return scanned
+
+
+def _digest(partial: Path, scanned: Scanned | None) -> tuple[int, str]:
+    try:
+        stat = partial.stat()
+    except OSError as err:
+        raise StorageError(f"cannot read {partial}: {err.strerror}") from None
+    if scanned is not None and scanned.signature == signature(stat):
+        return scanned.archive.size, scanned.archive.sha256
+    digest, size = hash_file(partial)
+    return size, digest
 
 
 def _scan(feed: _Feed) -> saveformat.Archive | None:

@@ -11,7 +11,9 @@ request        fields                                               reply (as th
 ``inventory``  ``images``, ``clean``                                ``apply --inventory``
 ``layers``     ``chains``                                           ``apply --has-layer``
 ``receive``    ``name``, ``size``, ``offset``; then the file's      ``{"received": N}``
-               data frames and ``END``
+               data frames and ``END``; with ``size`` null (a
+               bundle the source still exports) then a trailer
+               ``{"size", "sha256"}`` or ``{"abort"}``
 ``apply``      ``images``                                           ``apply --json``
 ``bye``        —                                                    ``{"op": "bye"}``
 =============  ===================================================  ======================
@@ -25,7 +27,7 @@ exactly as the separate commands do; the source only asks.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 from imgsync import frames, protocol
@@ -102,11 +104,13 @@ class Session:
         return _parsed(protocol.dump_apply(outcomes))
 
     def _receive(self, request: dict[str, Any]) -> Reply:
-        """Take one file; whatever goes wrong, its data frames are read to their end, so
-        the session can go on with the next request."""
+        """Take one file; whatever goes wrong, its data frames (and the trailer of a file
+        of unknown size) are read to their end, so the session goes on with the next
+        request."""
         from imgsync.actions import receive
 
         chunks = self._reader.file_chunks()
+        unsized = request.get("size") is None
         try:
             name, size, offset = _receive_args(request)
             received, scanned = receive.receive_chunks(
@@ -115,12 +119,20 @@ class Session:
         except frames.FrameError:
             raise
         except ImgsyncError:
-            for _ in chunks:  # what is left of the file, up to its END
-                pass
+            self._skip(chunks, unsized)
             raise
+        if unsized:
+            trailer = self._reader.message()
+            scanned = receive.seal(self._receiver_config(), name, scanned, trailer)
         if scanned is not None:
             self._scans[name] = scanned
         return {"format": protocol.FORMAT, "received": received}
+
+    def _skip(self, chunks: Iterator[bytes], unsized: bool) -> None:
+        for _ in chunks:  # what is left of the file, up to its END
+            pass
+        if unsized:
+            self._reader.message()  # its trailer
 
     def _send(self, doc: Reply) -> None:
         self._stdout.write(frames.message_frame(doc))
@@ -147,8 +159,9 @@ def _references(value: Any) -> list[str]:
         raise ProtocolError(f"session request names a bad image: {err}") from None
 
 
-def _receive_args(request: dict[str, Any]) -> tuple[str, int, int]:
+def _receive_args(request: dict[str, Any]) -> tuple[str, int | None, int]:
     name, size, offset = request.get("name"), request.get("size"), request.get("offset", 0)
-    if not isinstance(name, str) or type(size) is not int or type(offset) is not int:
-        raise ProtocolError("receive without a name, a size and an offset")
+    sized = size is None or type(size) is int
+    if not isinstance(name, str) or not sized or type(offset) is not int:
+        raise ProtocolError("receive without a name, a size (or null) and an offset")
     return name, size, offset

@@ -18,15 +18,17 @@ from pathlib import Path
 import structlog
 
 from imgsync import config as cfg
-from imgsync import log, selection
+from imgsync import export, log, selection
 from imgsync.actions import dryrun
 from imgsync.bundledir import BundleDir
 from imgsync.engine import Engine
 from imgsync.errors import ConfigError, ImgsyncError
-from imgsync.export import export_image
+from imgsync.exports import Exports
+from imgsync.fsutil import temp_name
+from imgsync.live import LiveExport
 from imgsync.lock import cycle_lock
 from imgsync.model import Action, Marker, ProgressSink, Report, Result
-from imgsync.peer import Exports, sync_peer
+from imgsync.peer import sync_peer
 from imgsync.reference import normalize
 from imgsync.signals import Cancelled
 from imgsync.state import StateDB
@@ -109,7 +111,7 @@ def _cycle(
             with ThreadPoolExecutor(max_workers=source.max_parallel_peers) as pool:
                 futures = [pool.submit(serve, peer) for peer in peers if per_peer[peer.name]]
                 try:
-                    exports.finish(*_export_all(engine, source, needed, state, stop))
+                    exports.finish(*_export_all(engine, source, needed, state, exports, stop))
                 except BaseException as err:
                     exports.abandon(str(err) or type(err).__name__)
                     raise
@@ -127,25 +129,48 @@ def _export_all(
     source: cfg.SourceConfig,
     images: list[str],
     state: StateDB,
+    exports: Exports,
     stop: threading.Event,
 ) -> tuple[dict[str, Marker], dict[str, str]]:
+    """Export what changed. First every image's head (what the engine holds, whether the
+    export dir has it), announced to the peers at once: on the classic image store the
+    version is known before the save, so each peer plans right away and streams a new
+    bundle while it is written. Then the saves, one after the other."""
     bundles = BundleDir(Path(source.export_dir))
     bundles.create()
     bundles.clean_temp()
     markers: dict[str, Marker] = {}
     errors: dict[str, str] = {}
+    heads: list[export.Head] = []
     for image in images:
-        if stop.is_set():
-            raise Cancelled("stopped before exporting " + image)
         try:
-            exported, fresh = export_image(engine, bundles, image, source.keep)
+            found = export.head(engine, bundles, image)
         except ImgsyncError as err:
             log.get().error("export failed", image=image, error=str(err))
             errors[image] = f"source: {err}"
             continue
-        markers[image] = exported
-        if fresh:
-            state.record_export(exported)
+        if found.current is not None:
+            markers[image] = found.current
+            export.prune(bundles, found.current, source.keep)
+        else:
+            heads.append(found)
+    live = {}
+    if heads and engine.store() == "classic":  # else the version is known after the save
+        for found in heads:
+            plan = export.provisional(found)
+            live[found.reference] = LiveExport(plan, bundles.path / temp_name(plan.bundle))
+        exports.announce({**markers, **{i: x.provisional for i, x in live.items()}}, live, errors)
+    for found in heads:
+        if stop.is_set():
+            raise Cancelled("stopped before exporting " + found.reference)
+        try:
+            exported = export.save(engine, bundles, found, source.keep, live.get(found.reference))
+        except ImgsyncError as err:
+            log.get().error("export failed", image=found.reference, error=str(err))
+            errors[found.reference] = f"source: {err}"
+            continue
+        markers[found.reference] = exported
+        state.record_export(exported)
     return markers, errors
 
 

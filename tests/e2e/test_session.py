@@ -59,16 +59,14 @@ def test_a_cycle_uses_one_ssh_connection_and_one_peer_process_per_peer(
         ]
 
 
-def test_a_peer_whose_imgsync_has_no_session_is_told_to_upgrade(
-    lab: Lab, tmp_path: Path
-) -> None:
+def test_a_peer_whose_imgsync_has_no_session_is_told_to_upgrade(lab: Lab, tmp_path: Path) -> None:
     image = "session/old-peer:1"
     build(lab, image, seed=9110)
     old = tmp_path / "imgsync-old"  # what imgsync 0.1 (click) says to an unknown flag
     old.write_text(
         "#!/bin/sh\n"
         "echo 'Usage: imgsync apply [OPTIONS]' >&2\n"
-        "echo \"Error: No such option: --session\" >&2\n"
+        'echo "Error: No such option: --session" >&2\n'
         "exit 2\n"
     )
     old.chmod(0o755)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,9 @@ import pytest
 from imgsync import peer as peer_mod
 from imgsync.config import Config, PeerSettings, peer_settings
 from imgsync.errors import ConnectError, HostKeyError, StorageError, TransportError
+from imgsync.exports import Exports
 from imgsync.link import Advance
+from imgsync.live import LiveExport
 from imgsync.model import (
     Action,
     ApplyOutcome,
@@ -67,8 +69,10 @@ class FakeLink:
     verdicts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     fail_send: dict[str, Exception] = field(default_factory=dict)
     engine_version: str | None = "20.10"
+    streams: bool = False
     calls: list[str] = field(default_factory=list)
     sent: list[Sent] = field(default_factory=list)
+    markers: list[Marker] = field(default_factory=list)
     closed: bool = False
 
     def inventory(self, images: Sequence[str]) -> Inventory:
@@ -90,13 +94,19 @@ class FakeLink:
         self.calls.append(f"send {sent.reference}")
         if sent.reference in self.fail_send:
             raise self.fail_send[sent.reference]
-        data = b"".join(bundle.chunks(offset))
-        assert hashlib.sha256(b"".join(bundle.chunks(0))).hexdigest() == sent.sha256
+        if bundle.size is None:  # still being exported: the size and digest come at the end
+            assert self.streams, "a link that cannot stream was given a live bundle"
+            self.calls.append("streaming")
+            data = b"".join(bundle.chunks(offset))
+        else:
+            data = b"".join(bundle.chunks(offset))
+            assert hashlib.sha256(b"".join(bundle.chunks(0))).hexdigest() == sent.sha256
         self.sent.append(Sent(bundle.name, offset, sent.omitted, data))
         return len(data)
 
     def send_marker(self, sent: Marker) -> int:
         self.calls.append(f"marker {sent.reference}")
+        self.markers.append(sent)
         return 100
 
     def apply(self, markers: Sequence[Marker]) -> list[ApplyOutcome]:
@@ -348,3 +358,126 @@ def test_an_image_the_source_could_not_export_fails_on_the_peer_alone(
     }
     assert results[db].action is Action.FAILED and results[db].error == "source: docker save failed"
     assert results[web].action is Action.LOADED
+
+
+class Streaming(FakeLink):
+    """Tells when a send begins (``began``)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.began = threading.Event()
+
+    def send_bundle(
+        self, bundle: Payload, sent: Marker, offset: int, advance: Advance | None
+    ) -> int:
+        self.began.set()
+        return super().send_bundle(bundle, sent, offset, advance)
+
+
+def live_export(tmp_path: Path, final: Marker) -> tuple[LiveExport, Path, bytes]:
+    """A LiveExport of ``final`` (the bytes are in the export dir already), its temp path
+    (empty yet) and the bytes the save will write."""
+    data = (tmp_path / final.bundle).read_bytes()
+    (tmp_path / final.bundle).unlink()
+    temp = tmp_path / (".tmp-x-" + final.bundle)
+    plan = replace(final, sha256="", size=len(data) * 2, created="")
+    return LiveExport(plan, temp), temp, data
+
+
+def sync_in_thread(
+    link: FakeLink, exports: Exports, images: list[str], export_dir: Path
+) -> tuple[threading.Thread, list[Result]]:
+    results: list[Result] = []
+
+    def sync() -> None:
+        results.extend(
+            peer_mod.sync_peer(
+                settings(),
+                images,
+                exports,
+                export_dir,
+                threading.Event(),
+                connect=lambda *_: link,
+            )
+        )
+
+    thread = threading.Thread(target=sync, daemon=True)
+    thread.start()
+    return thread, results
+
+
+def test_a_bundle_is_streamed_while_it_is_exported_and_its_marker_follows_the_export(
+    tmp_path: Path, markers: dict[str, Marker]
+) -> None:
+    web = markers["docker.io/acme/web:1"]
+    live, temp, data = live_export(tmp_path, web)
+    exports = Exports()
+    exports.announce({web.reference: live.provisional}, {web.reference: live}, {})
+    link = Streaming(streams=True)
+    thread, results = sync_in_thread(link, exports, [web.reference], tmp_path)
+    try:
+        with temp.open("wb") as out:  # the save, in two halves
+            out.write(data[:1000])
+            out.flush()
+            live.advance(1000)
+            assert link.began.wait(5), "the upload waited for the export"
+            assert "streaming" in link.calls and not link.markers
+            out.write(data[1000:])
+        temp.rename(tmp_path / web.bundle)
+        live.finish(web)
+    finally:
+        exports.finish({web.reference: web}, {})
+        thread.join(5)
+    assert link.sent[0].data == data
+    assert link.markers == [web]  # the final one: size and sha256 of the export
+    assert results[0].action is Action.LOADED
+
+
+def test_a_link_that_cannot_stream_gets_the_bundle_once_it_is_exported(
+    tmp_path: Path, markers: dict[str, Marker]
+) -> None:
+    web = markers["docker.io/acme/web:1"]
+    live, temp, data = live_export(tmp_path, web)
+    exports = Exports()
+    exports.announce({web.reference: live.provisional}, {web.reference: live}, {})
+    link = Streaming(streams=False)
+    thread, results = sync_in_thread(link, exports, [web.reference], tmp_path)
+    try:
+        temp.write_bytes(data[:1000])
+        live.advance(1000)
+        assert not link.began.wait(0.5)
+        temp.write_bytes(data)
+        temp.rename(tmp_path / web.bundle)
+        live.finish(web)
+        assert link.began.wait(5)
+    finally:
+        exports.finish({web.reference: web}, {})
+        thread.join(5)
+    assert "streaming" not in link.calls and link.sent[0].data == data
+    assert results[0].action is Action.LOADED
+
+
+def test_an_export_that_fails_while_streamed_fails_that_image_alone(
+    tmp_path: Path, markers: dict[str, Marker]
+) -> None:
+    web, db = markers["docker.io/acme/web:1"], markers["docker.io/acme/db:1"]
+    live, temp, data = live_export(tmp_path, web)
+    exports = Exports()
+    provisional = {web.reference: live.provisional, db.reference: db}
+    exports.announce(provisional, {web.reference: live}, {})
+    link = Streaming(streams=True)
+    thread, results = sync_in_thread(link, exports, [web.reference, db.reference], tmp_path)
+    try:
+        temp.write_bytes(data[:1000])
+        live.advance(1000)
+        assert link.began.wait(5)
+        live.fail("source: image acme/web:1 changed while it was being saved")
+    finally:
+        exports.finish({db.reference: db}, {web.reference: "source: changed"})
+        thread.join(5)
+    by_image = {r.image: r for r in results}
+    assert by_image[web.reference].action is Action.FAILED
+    assert by_image[web.reference].error == (
+        "source: image acme/web:1 changed while it was being saved"
+    )
+    assert by_image[db.reference].action is Action.LOADED
