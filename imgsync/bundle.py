@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,16 @@ class Scanned:
 
     signature: Signature
     archive: saveformat.Archive
+
+
+@dataclass
+class Received:
+    """What a peer's session knows of a bundle it received: its scan, and the image the
+    engine loaded from it as it arrived (``loaded_on_arrival`` waits for that load to end;
+    ``None``: none was, or it failed)."""
+
+    scanned: Scanned | None = None
+    loaded_on_arrival: Callable[[], str | None] = lambda: None
 
 
 def verify(path: Path, marker: Marker, scanned: Scanned | None = None) -> saveformat.SavedImage:

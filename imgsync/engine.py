@@ -21,6 +21,7 @@ from imgsync.model import RuntimeConfig, chain_ids, runtime_config, store_of
 
 SAVE_CHUNK = 1024 * 1024
 _API_TIMEOUT = 600
+_LOADED_ID = "Loaded image ID: "  # what docker load says of an image it loaded untagged
 
 
 @dataclass(frozen=True)
@@ -74,14 +75,21 @@ class Engine:
         except (docker.errors.DockerException, requests.exceptions.RequestException) as err:
             raise EngineError(f"docker save {reference} on {self.name} failed: {err}") from None
 
-    def load(self, tarball: BinaryIO, what: str) -> None:
-        """``docker load`` a tarball; raise :class:`EngineError` with the engine's message."""
+    def load(self, tarball: BinaryIO | Iterator[bytes], what: str) -> list[str]:
+        """``docker load`` a tarball (a file, or its bytes as they come); return the IDs of
+        the images it loaded untagged; raise :class:`EngineError` with the engine's
+        message."""
         stream = self._call(f"load {what}", self._client.api.load_image, tarball, quiet=True)
+        loaded = []
         try:
             for item in stream:
-                _raise_stream_error(item, f"docker load {what} on {self.name}")
+                item = _raise_stream_error(item, f"docker load {what} on {self.name}")
+                said = str(item.get("stream") or "") if isinstance(item, dict) else ""
+                if said.startswith(_LOADED_ID):
+                    loaded.append(said.removeprefix(_LOADED_ID).strip())
         except (docker.errors.DockerException, requests.exceptions.RequestException) as err:
             raise EngineError(f"docker load {what} on {self.name} failed: {err}") from None
+        return loaded
 
     def tag(self, image_id: str, reference: str) -> None:
         repository, _, tag = reference.rpartition(":")
@@ -172,12 +180,14 @@ def _explain(err: docker.errors.APIError) -> str:
     return str(err.explanation or err)
 
 
-def _raise_stream_error(item: Any, what: str) -> None:
+def _raise_stream_error(item: Any, what: str) -> Any:
+    """The item (decoded); raise :class:`EngineError` when it reports an error."""
     if isinstance(item, bytes):
         item = json.loads(item)
     if isinstance(item, dict) and (item.get("error") or item.get("errorDetail")):
         detail = item.get("errorDetail") or {}
         raise EngineError(f"{what} failed: {item.get('error') or detail.get('message')}")
+    return item
 
 
 class ImageEvents:

@@ -32,7 +32,7 @@ from pathlib import Path
 import structlog
 
 from imgsync import bundle, fsutil, identity, loaded, log, saveformat
-from imgsync.bundle import Scanned
+from imgsync.bundle import Received
 from imgsync.bundledir import BundleDir, marker_name
 from imgsync.config import ReceiverConfig
 from imgsync.engine import Engine
@@ -97,11 +97,12 @@ def _waiting(inbox: BundleDir, image: str) -> str | None:
 
 
 def run(
-    receiver: ReceiverConfig, images: list[str], scans: Mapping[str, Scanned] | None = None
+    receiver: ReceiverConfig, images: list[str], received: Mapping[str, Received] | None = None
 ) -> list[ApplyOutcome]:
-    """Apply every marker in the inbox (or only those of ``images``). ``scans``: by bundle
-    name, what a session scanned as it received them (no second read to verify)."""
-    return _run(receiver, _inbox(receiver), images, scans=scans or {})
+    """Apply every marker in the inbox (or only those of ``images``). ``received``: by
+    bundle name, what a session knows of the bundles it received (scanned on the way: no
+    second read to verify; loaded untagged on arrival: tagged once checked)."""
+    return _run(receiver, _inbox(receiver), images, received=received or {})
 
 
 def _run(
@@ -110,7 +111,7 @@ def _run(
     images: list[str],
     only: Collection[str] | None = None,
     stop: threading.Event | None = None,
-    scans: Mapping[str, Scanned] | None = None,
+    received: Mapping[str, Received] | None = None,
 ) -> list[ApplyOutcome]:
     """Under the inbox lock: apply the markers of ``images`` (all when empty), limited to
     the marker names in ``only`` when given; stop between markers when ``stop`` is set."""
@@ -128,7 +129,7 @@ def _run(
         for path in paths:
             if stop is not None and stop.is_set():
                 break
-            outcomes.append(_apply_one(engine, inbox, path, images, receiver, scans or {}))
+            outcomes.append(_apply_one(engine, inbox, path, images, receiver, received or {}))
         return outcomes
 
 
@@ -138,7 +139,7 @@ def _apply_one(
     path: Path,
     wanted: list[str],
     receiver: ReceiverConfig,
-    scans: Mapping[str, Scanned],
+    received: Mapping[str, Received],
 ) -> ApplyOutcome:
     started = time.monotonic()
     image = next((i for i in wanted if marker_name(i) == path.name), path.name)
@@ -152,7 +153,7 @@ def _apply_one(
             raise
         image = current.reference
         structlog.contextvars.bind_contextvars(image=image)
-        action, replaced = _apply_marker(engine, inbox, current, scans.get(current.bundle))
+        action, replaced = _apply_marker(engine, inbox, current, received.get(current.bundle))
         if replaced is not None and receiver.prune:
             _remove_replaced(engine, replaced)
         _prune_inbox(inbox, current, receiver.keep)
@@ -167,37 +168,31 @@ def _apply_one(
 
 
 def _apply_marker(
-    engine: Engine, inbox: BundleDir, current: Marker, scanned: Scanned | None = None
+    engine: Engine, inbox: BundleDir, current: Marker, received: Received | None = None
 ) -> tuple[Action, str | None]:
     """Load ``current`` unless the engine runs it; return the action and the ID of the image
-    the load replaced under the reference (``None``: nothing was replaced)."""
+    the load replaced under the reference (``None``: nothing was replaced). ``received``:
+    what the session knows of the bundle (its scan, the image loaded as it arrived)."""
     records = loaded.read(inbox.path)
     before = engine.image_id(current.reference)
     if loaded.version_of(records, before) == current.version:
         return Action.UNCHANGED, None
+    arrived = received.loaded_on_arrival() if received is not None else None
     held = identity.held_version(engine, current, loaded.ids_of(records, current.version))
-    if held is not None:
+    if held is not None and held != arrived:
         log.get().warning("reference moved by hand; tagged again", version=current.version,
                           image_id=held, moved_to=before)  # fmt: skip
         engine.tag(held, current.reference)
         return Action.RESTORED, before
     tarball = inbox.bundle_path(current)
     try:
-        saved = bundle.verify(tarball, current, scanned)
+        saved = bundle.verify(tarball, current, received.scanned if received else None)
         _check_held(engine, current)
     except VerificationError:
         inbox.remove(current)
         raise
-    log.get().info("loading", version=current.version, replaces=before)
-    try:
-        with tarball.open("rb") as handle:
-            engine.load(handle, f"{current.reference} ({current.bundle})")
-    except OSError as err:
-        raise StorageError(f"cannot read {tarball}: {err.strerror}") from None
-    except EngineError as err:
-        if current.omitted:  # a store that cannot use a thin bundle (or lost a layer)
-            raise MissingLayers(f"{err}; the full bundle is needed") from None
-        raise
+    if not _adopt(engine, current, saved, arrived):
+        _load(engine, current, tarball, before)
     after = identity.inspect_or_none(engine, current.reference)
     if after is None or not identity.is_version(after, current, saved.runtime, engine.store()):
         if before is not None:
@@ -210,6 +205,37 @@ def _apply_marker(
     loaded.record(inbox.path, after.id, current.version, engine.image_ids(), _blobs(saved))
     log.get().info("loaded", version=current.version, image_id=after.id)
     return Action.LOADED, before
+
+
+def _adopt(
+    engine: Engine, current: Marker, saved: saveformat.SavedImage, arrived: str | None
+) -> bool:
+    """Tag the image loaded (untagged) while the bundle arrived, when it is the marker's
+    version — the bundle is verified by now; otherwise drop it and say so (False)."""
+    if arrived is None:
+        return False
+    info = identity.inspect_or_none(engine, arrived)
+    if info is None or not identity.is_version(info, current, saved.runtime, engine.store()):
+        log.get().warning("image loaded on arrival is not the marker's; loading the file",
+                          image_id=arrived, version=current.version)  # fmt: skip
+        _remove_replaced(engine, arrived)
+        return False
+    log.get().info("loaded on arrival; tagging", version=current.version, image_id=arrived)
+    engine.tag(arrived, current.reference)
+    return True
+
+
+def _load(engine: Engine, current: Marker, tarball: Path, before: str | None) -> None:
+    log.get().info("loading", version=current.version, replaces=before)
+    try:
+        with tarball.open("rb") as handle:
+            engine.load(handle, f"{current.reference} ({current.bundle})")
+    except OSError as err:
+        raise StorageError(f"cannot read {tarball}: {err.strerror}") from None
+    except EngineError as err:
+        if current.omitted:  # a store that cannot use a thin bundle (or lost a layer)
+            raise MissingLayers(f"{err}; the full bundle is needed") from None
+        raise
 
 
 def _blobs(saved: saveformat.SavedImage) -> dict[str, str]:

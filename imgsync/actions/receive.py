@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -54,13 +54,15 @@ def receive_chunks(
     offset: int,
     chunks: Iterator[bytes],
     scan: bool = True,
+    tap: Callable[[bytes], None] | None = None,
 ) -> tuple[int, Scanned | None]:
     """Write ``chunks`` into the inbox as ``name`` from byte ``offset``; return the bytes
     received and, for a bundle with ``scan``, its scan (:func:`saveformat.scan`: sha256,
     manifests, every layer checked), made on the way so that applying it need not read it
     again. A bundle that does not scan is still received; it is checked again on apply.
     ``size`` ``None``: a bundle the source still exports; it stays ``.part-NAME`` until
-    :func:`seal` names it."""
+    :func:`seal` names it. ``tap`` sees every new byte as it is written (a load on
+    arrival: :mod:`imgsync.preload`)."""
     check_name(name)
     if size is not None and not 0 <= offset <= size:
         raise StorageError(f"cannot receive {name} from byte {offset} of {size}")
@@ -72,7 +74,7 @@ def receive_chunks(
     wanted = MAX_UNSIZED if size is None else size - offset
     try:
         received, archive, stat = _write(
-            partial, offset, chunks, wanted, scan and name.endswith(".tar")
+            partial, offset, chunks, wanted, scan and name.endswith(".tar"), tap
         )
         if size is not None:
             if offset + received < size:
@@ -89,7 +91,12 @@ def receive_chunks(
 
 
 def _write(
-    partial: Path, offset: int, chunks: Iterator[bytes], wanted: int, scan: bool
+    partial: Path,
+    offset: int,
+    chunks: Iterator[bytes],
+    wanted: int,
+    scan: bool,
+    tap: Callable[[bytes], None] | None,
 ) -> tuple[int, saveformat.Archive | None, os.stat_result]:
     try:
         fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o640)
@@ -102,7 +109,7 @@ def _write(
                 f"cannot resume {partial.name} at byte {offset}: the inbox holds {there}"
             )
         out.truncate(offset)
-        feed = _Feed(out, offset, chunks, wanted)
+        feed = _Feed(out, offset, chunks, wanted, tap)
         try:
             archive = _scan(feed) if scan else None
             feed.drain()
@@ -168,8 +175,15 @@ class _Feed:
     """What :func:`saveformat.scan` reads: the bytes already in the part file (a resumed
     upload), then the new ones, each written to the part file as it is read."""
 
-    def __init__(self, out: BinaryIO, offset: int, chunks: Iterator[bytes], wanted: int) -> None:
-        self._out, self._chunks, self._wanted = out, chunks, wanted
+    def __init__(
+        self,
+        out: BinaryIO,
+        offset: int,
+        chunks: Iterator[bytes],
+        wanted: int,
+        tap: Callable[[bytes], None] | None = None,
+    ) -> None:
+        self._out, self._chunks, self._wanted, self._tap = out, chunks, wanted, tap
         self._kept_left = offset  # bytes of the earlier attempt, read back first
         out.seek(0)
         self._pending = b""
@@ -204,6 +218,8 @@ class _Feed:
             raise StorageError(f"the source sent more than the {self._wanted} bytes it announced")
         self._out.write(chunk)
         self.received += len(chunk)
+        if self._tap is not None and chunk:
+            self._tap(chunk)
         return chunk
 
 

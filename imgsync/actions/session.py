@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 from imgsync import frames, protocol
+from imgsync.bundle import Received
 from imgsync.errors import ExitCode, ImgsyncError, ProtocolError
 
 Reply = dict[str, Any]
@@ -45,7 +46,8 @@ class Session:
         self._receiver: Any = None
         self._reader = frames.FrameReader(stdin.read)
         self._stdout = stdout
-        self._scans: dict[str, Any] = {}
+        self._received: dict[str, Received] = {}
+        self._store: str | None = None  # the engine's image store, once asked
 
     def run(self) -> int:
         self._send(protocol.session_hello())
@@ -99,34 +101,56 @@ class Session:
         from imgsync.actions import apply
 
         outcomes = apply.run(
-            self._receiver_config(), _references(request.get("images")), self._scans
+            self._receiver_config(), _references(request.get("images")), self._received
         )
         return _parsed(protocol.dump_apply(outcomes))
 
     def _receive(self, request: dict[str, Any]) -> Reply:
         """Take one file; whatever goes wrong, its data frames (and the trailer of a file
         of unknown size) are read to their end, so the session goes on with the next
-        request."""
+        request. A whole bundle is loaded untagged as it arrives, where the engine can."""
         from imgsync.actions import receive
 
         chunks = self._reader.file_chunks()
         unsized = request.get("size") is None
+        preload = None
         try:
             name, size, offset = _receive_args(request)
+            receiver = self._receiver_config()
+            preload = self._preload(name, offset)
+            tap = preload.feed if preload is not None else None
             received, scanned = receive.receive_chunks(
-                self._receiver_config(), name, size, offset, chunks
+                receiver, name, size, offset, chunks, tap=tap
             )
-        except frames.FrameError:
+            if unsized:
+                scanned = receive.seal(receiver, name, scanned, self._reader.message())
+        except BaseException as err:
+            if preload is not None:
+                preload.abort()
+            if isinstance(err, ImgsyncError) and not isinstance(err, frames.FrameError):
+                self._skip(chunks, unsized)
             raise
-        except ImgsyncError:
-            self._skip(chunks, unsized)
-            raise
-        if unsized:
-            trailer = self._reader.message()
-            scanned = receive.seal(self._receiver_config(), name, scanned, trailer)
-        if scanned is not None:
-            self._scans[name] = scanned
+        if preload is not None:
+            preload.end()  # the engine finishes its load while the session goes on
+        loaded_on_arrival = preload.finish if preload is not None else lambda: None
+        self._received[name] = Received(scanned, _once(loaded_on_arrival))
         return {"format": protocol.FORMAT, "received": received}
+
+    def _preload(self, name: str, offset: int) -> Any:
+        """A load on arrival for a whole bundle, on an engine whose image IDs are versions
+        (the classic store: what it loads untagged is checked by its ID alone)."""
+        if not name.endswith(".tar") or offset:
+            return None
+        from imgsync.engine import Engine
+        from imgsync.preload import Preload
+
+        engine = Engine(self._receiver_config().docker_host)
+        if self._store is None:
+            self._store = engine.store()
+        if self._store != "classic":
+            engine.close()
+            return None
+        return Preload(engine, name)
 
     def _skip(self, chunks: Iterator[bytes], unsized: bool) -> None:
         for _ in chunks:  # what is left of the file, up to its END
@@ -137,6 +161,18 @@ class Session:
     def _send(self, doc: Reply) -> None:
         self._stdout.write(frames.message_frame(doc))
         self._stdout.flush()
+
+
+def _once(load: Callable[[], str | None]) -> Callable[[], str | None]:
+    """``load``'s answer, asked once (apply may ask more than once)."""
+    answers: list[str | None] = []
+
+    def answer() -> str | None:
+        if not answers:
+            answers.append(load())
+        return answers[0]
+
+    return answer
 
 
 def _parsed(document: str) -> Reply:

@@ -5,16 +5,28 @@ session is named, with the upgrade it needs."""
 
 from __future__ import annotations
 
+import json
 import shlex
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from lab import Lab
+from imgsync import frames
+from imgsync import marker as marker_module
+from imgsync.bundledir import BundleDir, marker_name
+from imgsync.engine import Engine
+from imgsync.export import export_image
+from lab import Lab, build_image
+from lab.cluster import Peer
 
-from .helpers import actions, build, sync_json
+from .helpers import actions, build, loads_since, sync_json
 
 pytestmark = pytest.mark.lab
+MB = 1024 * 1024
 
 
 def counting_apply(lab: Lab, tmp_path: Path) -> tuple[dict[str, dict[str, str]], Path]:
@@ -80,3 +92,111 @@ def test_a_peer_whose_imgsync_has_no_session_is_told_to_upgrade(lab: Lab, tmp_pa
     assert "upgrade imgsync on p1" in failed["p1"]["error"], failed["p1"]["error"]
     assert "No such option: --session" in failed["p1"]["error"]
     assert failed["p2"]["action"] == "loaded"
+
+
+def test_a_stream_cut_while_the_peer_loads_it_leaves_the_previous_image_and_heals(
+    lab: Lab,
+) -> None:
+    """The peer loads a bundle (untagged) while it arrives; cutting the link then must leave
+    the reference on the previous image, and the next cycle brings the new one."""
+    image = "session/cut:1"
+    p1 = lab.peer("p1")
+    old = build_image(lab.source.client(), image, [("a.bin", 4 * MB)], seed=9120)
+    lab.write_configs([image], peer_overrides={"p1": {"retries": 0}})
+    assert sync_json(lab, "--peer", "p1")[0] == 0
+    new = build_image(lab.source.client(), image, [("a.bin", 60 * MB)], seed=9121)
+    p1.relay.rate_limit = 15e6  # 4 s for the bundle: time to cut it in the middle
+    sync = subprocess.Popen(
+        lab.imgsync_argv("-v", "sync", "--json", "--peer", "p1"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: _part_size(p1.inbox) > 25 * MB, "the upload to get going")
+        assert p1.relay.drop_all() >= 1
+        stdout, stderr = sync.communicate(timeout=120)
+    finally:
+        p1.relay.rate_limit = None
+        if sync.poll() is None:
+            sync.kill()
+    assert sync.returncode == 1, stderr
+    assert actions(json.loads(stdout)) == {("p1", image): "failed"}
+    assert p1.docker.image_id(image) == old
+    code, report = sync_json(lab, "--peer", "p1")
+    assert code == 0, report
+    assert actions(report) == {("p1", image): "loaded"}
+    assert p1.docker.image_id(image) == new
+
+
+def _part_size(inbox: Path) -> int:
+    return sum(p.stat().st_size for p in inbox.glob(".part-*.tar"))
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout:g}s for {what}")
+        time.sleep(0.05)
+
+
+class PeerSession:
+    """``imgsync apply --session`` on a peer, spoken to as the source does."""
+
+    def __init__(self, lab: Lab, peer: Peer) -> None:
+        argv = lab.imgsync_argv("apply", "--session", config=peer.config_path)
+        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert self.process.stdout is not None
+        self.reader = frames.FrameReader(self.process.stdout.read)
+        assert self.reader.message()["op"] == "hello"
+
+    def ask(self, request: dict[str, Any], data: bytes | None = None) -> dict[str, Any]:
+        stdin = self.process.stdin
+        assert stdin is not None
+        stdin.write(frames.message_frame(request))
+        if data is not None:
+            for frame, _ in frames.data_frames(iter([data]), None):
+                stdin.write(frame)
+            stdin.write(frames.end_frame())
+        stdin.flush()
+        return self.reader.message()
+
+    def receive(self, name: str, data: bytes) -> dict[str, Any]:
+        return self.ask({"op": "receive", "name": name, "size": len(data), "offset": 0}, data)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.ask({"op": "bye"})
+        self.process.wait(30)
+
+
+def test_a_bundle_loaded_as_it_arrives_moves_no_tag_until_apply_checks_it(
+    lab: Lab, tmp_path: Path
+) -> None:
+    image = "session/arrive:1"
+    p1 = lab.peer("p1")
+    old = build_image(lab.source.client(), image, [("a.bin", 2 * MB)], seed=9130)
+    lab.write_configs([image])
+    assert sync_json(lab, "--peer", "p1")[0] == 0
+    new = build_image(lab.source.client(), image, [("a.bin", 20 * MB)], seed=9131)
+    folder = BundleDir(tmp_path / "export")
+    folder.create()
+    engine = Engine(lab.source.url)
+    try:
+        marker = export_image(engine, folder, image)[0]
+    finally:
+        engine.close()
+    since = time.time()
+    session = PeerSession(lab, p1)
+    try:
+        reply = session.receive(marker.bundle, folder.bundle_path(marker).read_bytes())
+        assert reply == {"format": 1, "received": marker.size}
+        wait_for(lambda: p1.docker.image_id(new) == new, "the load on arrival")
+        assert p1.docker.image_id(image) == old  # loaded, untagged: the tag did not move
+        note = marker_module.dumps(marker)
+        assert session.receive(marker_name(image), note)["received"] == len(note)
+        outcomes = session.ask({"op": "apply", "images": [image]})["results"]
+        assert [(o["action"], o["version"]) for o in outcomes] == [("loaded", new)]
+    finally:
+        session.close()
+    assert p1.docker.image_id(image) == new
+    assert loads_since(lab, since)["p1"] == 1  # the file was not loaded a second time
