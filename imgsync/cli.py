@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ from imgsync.errors import ExitCode, ImgsyncError
 
 if TYPE_CHECKING:
     from imgsync import config as cfg
+    from imgsync.model import Report
 
 
 class _Context:
@@ -94,7 +96,7 @@ def sync(
     dry_run: bool,
 ) -> int:
     """Run one cycle: export what changed, send each peer what it lacks, apply it."""
-    from imgsync import metrics, output, progress
+    from imgsync import output
     from imgsync.actions import sync as sync_action
 
     config = obj.load()
@@ -108,29 +110,47 @@ def sync(
         for line in lines:
             click.echo(line)
         return ExitCode.OK if planned.ok else ExitCode.FAILED
+    options = sync_action.SyncOptions(images=images, peers=peers, wait=not no_wait)
+    live = not as_json and _terminal(sys.stdout)
+    if not live and not config.metrics.textfile:  # plain: no bars, no metrics to import
+        report = sync_action.run(config, obj.config_path, options)
+        _print_report(report, as_json)
+        return ExitCode.OK if report.ok else ExitCode.FAILED
+    from imgsync import metrics, progress
+
     stats = metrics.Metrics.resumed(config.metrics) if config.metrics.textfile else None
-    console = progress.make_console() if not as_json and progress.wanted() else None
+    console = progress.make_console() if live else None
     try:
         with progress.bars(console) as bars:  # live bars only on a terminal, never with --json
             sink = progress.tee(bars, stats.sink() if stats else None)
-            options = sync_action.SyncOptions(
-                images=images, peers=peers, wait=not no_wait, progress=sink
-            )
-            report = sync_action.run(config, obj.config_path, options)
+            report = sync_action.run(config, obj.config_path, replace(options, progress=sink))
     except ImgsyncError as err:
         if stats is not None and err.exit_code is ExitCode.FAILED:  # a cycle that broke off
             stats.finish(config.metrics, None)
         raise
     if stats is not None:
         stats.finish(config.metrics, report)  # [metrics] textfile
-    if as_json:
-        click.echo(output.sync_json(report))
-    elif console is not None:
+    if console is not None:
         progress.print_summary(console, report)
     else:
-        for line in output.sync_lines(report):
-            click.echo(line)
+        _print_report(report, as_json)
     return ExitCode.OK if report.ok else ExitCode.FAILED
+
+
+def _print_report(report: Report, as_json: bool) -> None:
+    from imgsync import output
+
+    lines = [output.sync_json(report)] if as_json else output.sync_lines(report)
+    for line in lines:
+        click.echo(line)
+
+
+def _terminal(stream: object) -> bool:
+    """Whether ``stream`` is a terminal that can show live bars."""
+    try:
+        return bool(stream.isatty())  # type: ignore[attr-defined]
+    except (AttributeError, ValueError):
+        return False
 
 
 @cli.command()
@@ -185,9 +205,8 @@ def apply(
     """On a peer: load what landed in the inbox, verified, when it is new."""
     if session:
         return _session(obj)
-    from imgsync import output, protocol
+    from imgsync import output, peerfacts, protocol
     from imgsync.actions import apply as apply_action
-    from imgsync.actions import check as check_action
     from imgsync.actions import receive as receive_action
     from imgsync.reference import InvalidReference, normalize
     from imgsync.signals import install_stop_handlers
@@ -214,7 +233,7 @@ def apply(
     if inventory:
         found = apply_action.inventory(receiver, wanted, clean=clean_temp)
         # a bare inventory is what `check` asks; a sync's names its images
-        facts_of = check_action.engine_facts if wanted else check_action.peer_facts
+        facts_of = peerfacts.engine_facts if wanted else peerfacts.peer_facts
         facts = facts_of(receiver)
         click.echo(protocol.dump_inventory(found, facts))
         return ExitCode.OK
@@ -231,6 +250,10 @@ def apply(
 def _session(obj: _Context) -> int:
     """``apply --session``: hello first, then the config, logging and the rest."""
     from imgsync.actions.session import Session
+
+    # The peer's side never speaks SSH itself: docker-py's optional ssh:// transport would
+    # import paramiko (and invoke) for nothing, a quarter of the session's start-up.
+    sys.modules.setdefault("paramiko", None)  # type: ignore[arg-type]
 
     def receiver() -> cfg.ReceiverConfig:
         _log({0: logging.WARNING, 1: logging.INFO}.get(obj.verbose, logging.DEBUG))

@@ -15,7 +15,6 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -111,6 +110,8 @@ def _cron(value: str) -> str:
     fields = value.split()
     if len(fields) != 5:
         raise ValueError(f"{value!r} is not a cron expression (5 fields: min hour day month dow)")
+    from apscheduler.triggers.cron import CronTrigger  # only a config with a cron needs it
+
     try:
         CronTrigger.from_crontab(value)
     except ValueError as err:

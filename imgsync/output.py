@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
-from imgsync.actions.dryrun import DryRun
 from imgsync.model import Action, ApplyOutcome, Report
+
+if TYPE_CHECKING:
+    from imgsync.actions.dryrun import DryRun
 
 _UNITS = ("B", "kB", "MB", "GB", "TB")
 

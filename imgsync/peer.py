@@ -52,7 +52,7 @@ def retry_delay(attempt: int, base: float, rng: random.Random) -> float:
 
 def sync_peer(
     peer: PeerSettings,
-    images: list[str],
+    images: list[str] | None,
     exports: Exports,
     export_dir: Path,
     stop: threading.Event,
@@ -60,23 +60,26 @@ def sync_peer(
     connect: Connect = open_link,
 ) -> list[Result]:
     """Serve one peer for one cycle: at most ``retries + 1`` sessions, each through a
-    link from ``connect``; every image in ``images`` gets a result."""
+    link from ``connect``; every image in ``images`` (``None``: the ones the source selects
+    for it, told by ``exports`` once the first connection is made) gets a result."""
     structlog.contextvars.bind_contextvars(peer=peer.name)
     logger = log.get()
     results: dict[str, Result] = {}
     rng = random.Random()  # noqa: S311 -- jitter, not a secret
+    mine = _Chosen(images, exports, peer.name, stop)
     try:
         for attempt in range(peer.retries + 1):
             try:
                 link = connect(peer, export_dir, stop)
-                _attempt(link, peer, images, exports, export_dir, stop, results, progress)
+                _attempt(link, peer, mine.images(), exports, export_dir, stop, results,
+                         progress)  # fmt: skip
                 break
             except ImgsyncError as err:
                 final = isinstance(err, _PERMANENT) or attempt == peer.retries
-                if final:
+                if final or mine.none():
                     tries = f" (after {attempt + 1} attempts)" if attempt else ""
                     logger.error("peer failed", error=str(err), attempts=attempt + 1)
-                    _fail_pending(peer, images, exports, stop, results, f"{err}{tries}")
+                    _fail_pending(peer, mine.images(), exports, stop, results, f"{err}{tries}")
                     break
                 wait = retry_delay(attempt, peer.retry_wait, rng)
                 logger.warning("peer attempt failed; retrying", error=str(err), retry_in=wait)
@@ -84,11 +87,29 @@ def sync_peer(
                     raise Cancelled(f"stopped while waiting to retry {peer.name}") from None
     finally:
         structlog.contextvars.unbind_contextvars("peer")
-    done = [results[image] for image in images if image in results]
+    done = [results[image] for image in mine.images() if image in results]
     if progress is not None:
         for result in done:
             progress.finished(result)
     return done
+
+
+class _Chosen:
+    """The images of one peer: given, or as the source selects them (waited for once)."""
+
+    def __init__(
+        self, images: list[str] | None, exports: Exports, peer: str, stop: threading.Event
+    ) -> None:
+        self._images, self._exports, self._peer, self._stop = images, exports, peer, stop
+
+    def images(self) -> list[str]:
+        if self._images is None:
+            self._images = self._exports.images_for(self._peer, self._stop)
+        return self._images
+
+    def none(self) -> bool:
+        """Known to be none: nothing to retry for."""
+        return self._images is not None and not self._images
 
 
 def _attempt(
@@ -102,6 +123,8 @@ def _attempt(
     progress: ProgressSink | None,
 ) -> None:
     try:
+        if not images:
+            return  # the source selects nothing for this peer
         inventory = link.inventory(images)  # while the source may still be exporting
         markers, live, errors = exports.announced(stop)
         for image, error in errors.items():

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from imgsync.errors import VerificationError
+from imgsync.errors import StorageError, VerificationError
 from imgsync.model import RuntimeConfig, runtime_config
 
 SMALL = 1024 * 1024  # members up to this size are kept to read manifests and configs
@@ -86,7 +86,10 @@ class _Tee:
         self.digest.update(data)
         self.size += len(data)
         if self.sink is not None and data:
-            self.sink(data)
+            try:
+                self.sink(data)
+            except OSError as err:  # where it is written (a full disk): not the tarball's fault
+                raise StorageError(f"cannot write: {err.strerror or err}") from None
         return data
 
 

@@ -9,8 +9,8 @@ agentless peer: the first three, then ``docker`` (its ``docker_command`` over SS
 items after a failure are ``skipped``: they cannot be told.
 
 ``check`` changes nothing: a ``trust_unknown_hosts`` peer is checked against a scratch copy
-of its known_hosts, and the peer only runs an inventory. :func:`peer_facts` is the peer's
-half: what a bare inventory adds about the peer itself.
+of its known_hosts, and the peer only runs an inventory. :func:`imgsync.peerfacts.peer_facts`
+is the peer's half: what a bare inventory adds about the peer itself.
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
-from imgsync import agentless, credentials, fsutil, protocol
+from imgsync import agentless, credentials, protocol
 from imgsync import config as cfg
 from imgsync.actions.checklist import (
     AGENTLESS_ITEMS,
@@ -44,8 +43,7 @@ from imgsync.actions.checklist import (
     inbox_fix,
     sshd_fix,
 )
-from imgsync.engine import Engine
-from imgsync.errors import AuthError, ConnectError, HostKeyError, StorageError, TransportError
+from imgsync.errors import AuthError, ConnectError, HostKeyError, TransportError
 from imgsync.output import human_bytes
 from imgsync.transport import SshSession, ssh_banner
 
@@ -202,26 +200,3 @@ def _read(path: str) -> bytes:
 
 def _plain(peer: cfg.PeerSettings, err: Exception) -> str:
     return str(err).removeprefix(f"peer {peer.name}: ")
-
-
-def engine_facts(receiver: cfg.ReceiverConfig) -> dict[str, Any]:
-    """On a peer (every ``apply --inventory``): the engine's version and image store."""
-    engine = Engine(receiver.docker_host)
-    try:
-        version, store = str(engine.version().get("Version") or "unknown"), engine.store()
-    finally:
-        engine.close()
-    return {"engine": {"version": version, "store": store}}
-
-
-def peer_facts(receiver: cfg.ReceiverConfig) -> dict[str, Any]:
-    """On a peer (a bare ``apply --inventory``): the engine's version and image store, and
-    whether imgsync can write in the inbox."""
-    probe = Path(receiver.inbox) / fsutil.temp_name("write-check")
-    try:
-        fsutil.write_atomic(probe, b"")
-        fsutil.remove(probe)
-        writable = True
-    except StorageError:
-        writable = False
-    return {**engine_facts(receiver), "inbox_writable": writable}

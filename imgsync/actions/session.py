@@ -27,6 +27,7 @@ exactly as the separate commands do; the source only asks.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
@@ -51,9 +52,14 @@ class Session:
 
     def run(self) -> int:
         self._send(protocol.session_hello())
+        # While the source connects its other peers and exports, load what the first
+        # request will need: the config, docker-py, the apply code (half a second).
+        warm = threading.Thread(target=self._warm_up, name="warm-up", daemon=True)
+        warm.start()
         while True:
             try:
                 request = self._reader.message()
+                warm.join()
             except frames.Closed:
                 return ExitCode.OK
             op = request.get("op")
@@ -66,6 +72,9 @@ class Session:
                 raise  # the framing broke: nothing more can be understood
             except ImgsyncError as err:
                 reply = {"format": protocol.FORMAT, "error": str(err)}
+            except Exception as err:  # a bug: said, with its trace in the peer's log
+                _log_bug(op)
+                reply = {"format": protocol.FORMAT, "error": f"internal error ({err!r})"}
             self._send(reply)
 
     def _answer(self, op: Any, request: dict[str, Any]) -> Reply:
@@ -82,13 +91,23 @@ class Session:
             self._receiver = self._load_receiver()
         return self._receiver
 
+    def _warm_up(self) -> None:
+        try:
+            from imgsync import peerfacts  # noqa: F401
+            from imgsync.actions import apply, receive  # noqa: F401
+
+            self._receiver_config()
+        except ImgsyncError:
+            pass  # the first request says it
+
     def _inventory(self, request: dict[str, Any]) -> Reply:
-        from imgsync.actions import apply, check
+        from imgsync import peerfacts
+        from imgsync.actions import apply
 
         receiver = self._receiver_config()
         images = _references(request.get("images"))
         found = apply.inventory(receiver, images, clean=request.get("clean") is True)
-        facts = check.engine_facts(receiver) if images else check.peer_facts(receiver)
+        facts = peerfacts.engine_facts(receiver) if images else peerfacts.peer_facts(receiver)
         return _parsed(protocol.dump_inventory(found, facts))
 
     def _layers(self, request: dict[str, Any]) -> Reply:
@@ -161,6 +180,12 @@ class Session:
     def _send(self, doc: Reply) -> None:
         self._stdout.write(frames.message_frame(doc))
         self._stdout.flush()
+
+
+def _log_bug(op: Any) -> None:
+    from imgsync import log
+
+    log.get().exception("session request failed", op=str(op)[:40])
 
 
 def _once(load: Callable[[], str | None]) -> Callable[[], str | None]:

@@ -14,24 +14,23 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from imgsync import config as cfg
-from imgsync import export, log, selection
-from imgsync.actions import dryrun
-from imgsync.bundledir import BundleDir
-from imgsync.engine import Engine
-from imgsync.errors import ConfigError, ImgsyncError
+from imgsync import exports as exporting
+from imgsync import log
+from imgsync.errors import ConfigError
 from imgsync.exports import Exports
-from imgsync.fsutil import temp_name
-from imgsync.live import LiveExport
 from imgsync.lock import cycle_lock
-from imgsync.model import Action, Marker, ProgressSink, Report, Result
+from imgsync.model import Action, ProgressSink, Report, Result
 from imgsync.peer import sync_peer
 from imgsync.reference import normalize
-from imgsync.signals import Cancelled
 from imgsync.state import StateDB
+
+if TYPE_CHECKING:
+    from imgsync.actions.dryrun import DryRun
 
 
 @dataclass(frozen=True)
@@ -71,8 +70,10 @@ def run(config: cfg.Config, config_path: Path, options: SyncOptions) -> Report:
 
 def dry_run(
     config: cfg.Config, config_path: Path, images: tuple[str, ...], peers: tuple[str, ...]
-) -> dryrun.DryRun:
+) -> DryRun:
     """What a cycle would do, with nothing exported, sent, applied or recorded."""
+    from imgsync.actions import dryrun
+
     source = cfg.require_source(config, config_path)
     wanted = _wanted_images(images, config_path)
     return dryrun.run(source, wanted, _select_peers(config, peers, config_path))
@@ -90,88 +91,26 @@ def _cycle(
     """Export in this thread while the peers' sessions, each in its own, connect and ask
     their inventories; each then plans and sends as soon as the exports are done."""
     state = StateDB(state_path)
+    exports = Exports()
+    export_dir = Path(source.export_dir)
+    context = contextvars.copy_context()
+
+    def serve(peer: cfg.PeerSettings) -> list[Result]:
+        return context.copy().run(sync_peer, peer, None, exports, export_dir, stop, progress)
+
     try:
-        engine = Engine(source.docker_host)
-        try:
-            if source.pull:
-                selection.pull(engine, source)
-            images = _chosen(selection.resolve(engine, source), wanted)
-            per_peer = {p.name: selection.for_peer(images, p.images) for p in peers}
-            needed = [i for i in images if any(i in mine for mine in per_peer.values())]
-            exports = Exports()
-            export_dir = Path(source.export_dir)
-            context = contextvars.copy_context()
-
-            def serve(peer: cfg.PeerSettings) -> list[Result]:
-                mine = per_peer[peer.name]
-                return context.copy().run(
-                    sync_peer, peer, mine, exports, export_dir, stop, progress
-                )
-
-            with ThreadPoolExecutor(max_workers=source.max_parallel_peers) as pool:
-                futures = [pool.submit(serve, peer) for peer in peers if per_peer[peer.name]]
-                try:
-                    exports.finish(*_export_all(engine, source, needed, state, exports, stop))
-                except BaseException as err:
-                    exports.abandon(str(err) or type(err).__name__)
-                    raise
-                report = Report([r for future in futures for r in future.result()])
-        finally:
-            engine.close()
+        with ThreadPoolExecutor(max_workers=source.max_parallel_peers) as pool:
+            futures = [pool.submit(serve, peer) for peer in peers]  # they connect meanwhile
+            try:
+                exporting.export_selected(source, wanted, peers, state, exports, stop)
+            except BaseException as err:
+                exports.abandon(str(err) or type(err).__name__)
+                raise
+            report = Report([r for future in futures for r in future.result()])
         state.record_results(run_id, report.results)
     finally:
         state.close()
     return report
-
-
-def _export_all(
-    engine: Engine,
-    source: cfg.SourceConfig,
-    images: list[str],
-    state: StateDB,
-    exports: Exports,
-    stop: threading.Event,
-) -> tuple[dict[str, Marker], dict[str, str]]:
-    """Export what changed. First every image's head (what the engine holds, whether the
-    export dir has it), announced to the peers at once: on the classic image store the
-    version is known before the save, so each peer plans right away and streams a new
-    bundle while it is written. Then the saves, one after the other."""
-    bundles = BundleDir(Path(source.export_dir))
-    bundles.create()
-    bundles.clean_temp()
-    markers: dict[str, Marker] = {}
-    errors: dict[str, str] = {}
-    heads: list[export.Head] = []
-    for image in images:
-        try:
-            found = export.head(engine, bundles, image)
-        except ImgsyncError as err:
-            log.get().error("export failed", image=image, error=str(err))
-            errors[image] = f"source: {err}"
-            continue
-        if found.current is not None:
-            markers[image] = found.current
-            export.prune(bundles, found.current, source.keep)
-        else:
-            heads.append(found)
-    live = {}
-    if heads and engine.store() == "classic":  # else the version is known after the save
-        for found in heads:
-            plan = export.provisional(found)
-            live[found.reference] = LiveExport(plan, bundles.path / temp_name(plan.bundle))
-        exports.announce({**markers, **{i: x.provisional for i, x in live.items()}}, live, errors)
-    for found in heads:
-        if stop.is_set():
-            raise Cancelled("stopped before exporting " + found.reference)
-        try:
-            exported = export.save(engine, bundles, found, source.keep, live.get(found.reference))
-        except ImgsyncError as err:
-            log.get().error("export failed", image=found.reference, error=str(err))
-            errors[found.reference] = f"source: {err}"
-            continue
-        markers[found.reference] = exported
-        state.record_export(exported)
-    return markers, errors
 
 
 def _wanted_images(wanted: tuple[str, ...], path: Path) -> list[str]:
@@ -184,18 +123,6 @@ def _wanted_images(wanted: tuple[str, ...], path: Path) -> list[str]:
     if problems:
         raise ConfigError(f"config {path}", problems)
     return chosen
-
-
-def _chosen(images: list[str], wanted: list[str]) -> list[str]:
-    """``--image``: only these, each of which the source must select."""
-    if not wanted:
-        return images
-    unknown = [w for w in wanted if w not in images]
-    if unknown:
-        raise ConfigError(
-            "--image", [f"{w}: not selected by source.images or source.labels" for w in unknown]
-        )
-    return [image for image in images if image in wanted]
 
 
 def _select_peers(
