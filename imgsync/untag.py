@@ -40,6 +40,9 @@ class Untagger:
         self._size = 0
 
     def feed(self, data: bytes) -> bytes:
+        if self._state == _PASS and not self._pending and len(data) < self._left:
+            self._left -= len(data)  # inside a layer: as it is, no copy
+            return data
         self._pending += data
         out = bytearray()
         while self._step(out):

@@ -63,6 +63,8 @@ def _check(words: list[str], allowed: dict[str, int], program: str) -> None:
         flag = words[position].split("=", 1)[0]
         if flag not in allowed:
             raise Refused(f"refused {program} {words[position][:80]!r}: not allowed by serve")
+        if "=" in words[position] and not allowed[flag]:
+            raise Refused(f"refused {program} {words[position][:80]!r}: {flag} takes no value")
         takes = allowed[flag] if "=" not in words[position] else 0
         if position + takes >= len(words) + (0 if takes else 1):
             raise Refused(f"refused {program} {flag}: missing its value")

@@ -58,6 +58,8 @@ def test_a_full_sync_works_through_the_forced_command(lab: Lab, serve_key: Path)
         ["sh", "-c", "id"],
         ["docker", "ps"],
         ["imgsync", "apply", "--watch"],
+        ["imgsync", "apply", "--session", "--watch"],
+        ["imgsync", "apply", "--session", "--config", "/etc/passwd"],
         ["imgsync", "--config", "/etc/passwd", "apply", "--inventory", "--json", "&&", "id"],
         ["imgsync", "apply", "--receive", "../../etc/cron.d/x.tar", "--size", "1"],
     ],

@@ -14,6 +14,7 @@ from imgsync.actions.serve import Refused, apply_args
         "/opt/imgsync/bin/imgsync --config /x.toml apply --json --image a:1 --image b:2",
         "imgsync --config=/x.toml -v apply --receive a-1.0123.tar --size 10 --offset 4",
         "imgsync apply --size=10 --receive=a.marker.json",
+        "imgsync --config /etc/imgsync/imgsync.toml apply --session",
     ],
 )
 def test_the_requests_a_sync_makes_pass_with_their_apply_arguments(request_line: str) -> None:
@@ -34,6 +35,9 @@ def test_the_requests_a_sync_makes_pass_with_their_apply_arguments(request_line:
         "imgsync sync",
         "imgsync daemon",
         "imgsync apply --watch",
+        "imgsync apply --session --watch",
+        "imgsync apply --session=yes",
+        "imgsync session",
         "imgsync apply --poll 1",
         "imgsync apply --json extra-word",
         "imgsync apply --image",
