@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from imgsync import __version__, frames, marker, protocol
+from imgsync import __version__, frames, log, marker, protocol
 from imgsync.bundledir import marker_name
 from imgsync.config import PeerSettings
 from imgsync.errors import RemoteCommandError, TransportError
@@ -96,7 +96,9 @@ class AgentLink:
             hello = self._reader.message()
         except frames.FrameError as err:
             raise self._no_session(err) from None
-        return protocol.check_hello(self.peer.name, hello)
+        version = protocol.check_hello(self.peer.name, hello)
+        log.get().info("session open", peer_imgsync=version)
+        return version
 
     def _no_session(self, err: Exception) -> RemoteCommandError:
         """Why the peer's process did not say hello: its last words, with the fix."""

@@ -126,6 +126,7 @@ def _attempt(
         if not images:
             return  # the source selects nothing for this peer
         inventory = link.inventory(images)  # while the source may still be exporting
+        log.get().info("inventory", images=len(images))
         markers, live, errors = exports.announced(stop)
         for image, error in errors.items():
             if image in images:

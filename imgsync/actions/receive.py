@@ -20,11 +20,11 @@ from imgsync.bundle import Scanned, hash_file, signature
 from imgsync.bundledir import BundleDir
 from imgsync.config import ReceiverConfig
 from imgsync.errors import StorageError, VerificationError
+from imgsync.plan import MARGIN_FIXED
 from imgsync.saveformat import Readable
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.(?:tar|marker\.json)")
 _CHUNK = 1024 * 1024
-MAX_UNSIZED = 1 << 46  # 64 TiB: the most a bundle of unknown size may bring
 
 
 def check_name(name: str) -> str:
@@ -71,7 +71,8 @@ def receive_chunks(
     inbox = BundleDir(Path(receiver.inbox))
     inbox.create()
     partial = inbox.path / (fsutil.PARTIAL_PREFIX + name)
-    wanted = MAX_UNSIZED if size is None else size - offset
+    # a bundle still being exported may take the inbox's free space, less a margin
+    wanted = inbox.free_bytes() - MARGIN_FIXED if size is None else size - offset
     try:
         received, archive, stat = _write(
             partial, offset, chunks, wanted, scan and name.endswith(".tar"), tap
@@ -215,7 +216,9 @@ class _Feed:
     def _next(self) -> bytes:
         chunk = next(self._chunks, b"")
         if self.received + len(chunk) > self._wanted:
-            raise StorageError(f"the source sent more than the {self._wanted} bytes it announced")
+            raise StorageError(
+                f"the source sent more than the {self._wanted} bytes it announced (or that fit)"
+            )
         self._out.write(chunk)
         self.received += len(chunk)
         if self._tap is not None and chunk:

@@ -33,7 +33,7 @@ from typing import Any, BinaryIO
 
 from imgsync import frames, protocol
 from imgsync.bundle import Received
-from imgsync.errors import ExitCode, ImgsyncError, ProtocolError
+from imgsync.errors import EngineError, ExitCode, ImgsyncError, ProtocolError
 
 Reply = dict[str, Any]
 
@@ -141,14 +141,19 @@ class Session:
             received, scanned = receive.receive_chunks(
                 receiver, name, size, offset, chunks, tap=tap
             )
-            if unsized:
-                scanned = receive.seal(receiver, name, scanned, self._reader.message())
         except BaseException as err:
             if preload is not None:
                 preload.abort()
             if isinstance(err, ImgsyncError) and not isinstance(err, frames.FrameError):
                 self._skip(chunks, unsized)
             raise
+        if unsized:  # the trailer: the size and sha256 it must have, or why it stops
+            try:
+                scanned = receive.seal(receiver, name, scanned, self._reader.message())
+            except BaseException:
+                if preload is not None:
+                    preload.abort()
+                raise
         if preload is not None:
             preload.end()  # the engine finishes its load while the session goes on
         loaded_on_arrival = preload.finish if preload is not None else lambda: None
@@ -163,9 +168,16 @@ class Session:
         from imgsync.engine import Engine
         from imgsync.preload import Preload
 
-        engine = Engine(self._receiver_config().docker_host)
-        if self._store is None:
-            self._store = engine.store()
+        try:
+            engine = Engine(self._receiver_config().docker_host)
+            if self._store is None:
+                self._store = engine.store()
+        except EngineError as err:  # the file is received all the same; apply says more
+            from imgsync import log
+
+            log.get().warning("no load on arrival", bundle=name, error=str(err))
+            self._store = "unreachable"
+            return None
         if self._store != "classic":
             engine.close()
             return None
