@@ -24,7 +24,16 @@ from typing import Any
 from lab import Lab, unavailable_reason
 
 from . import measure, report, shaping, tree
-from .cases import CASES, LINKS, LOOPBACK, PLAN, Bench, Options
+from .cases import (
+    CASES,
+    COMPRESSION_MODES,
+    LINKS,
+    LOOPBACK,
+    PLAN,
+    Bench,
+    Options,
+    compression_setting,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "benchmarks.md"
@@ -83,10 +92,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--compression",
-        choices=["default", "none", "zstd"],
-        default="default",
-        help="imgsync's [ssh] compression in the lab's config (default: not set, "
-        "imgsync's own default)",
+        choices=COMPRESSION_MODES,
+        default="per-link",
+        help="imgsync's [ssh] compression in the lab's config: per-link (the default) is "
+        "what an operator would set, zstd on the paced links and none on loopback; none or "
+        "zstd force one everywhere (the classic pipeline is never compressed)",
     )
     parser.add_argument(
         "--doc",
@@ -271,11 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         if start_tree is not None and end_tree is not None
         else "git could not tell"
     )
-    bench.facts["compression_setting"] = (
-        "not set (imgsync's default)"
-        if options.compression == "default"
-        else f'"{options.compression}" (--compression)'
-    )
+    bench.facts["compression_setting"] = compression_setting(options.compression, options.links)
     data = {
         "command": command,
         "host": host,

@@ -60,6 +60,29 @@ PLAN: dict[str, tuple[str, ...]] = {
     RTT.name: ("a", "e", "c", "d"),
 }
 CASES = ("a", "b", "c", "d", "e")
+# imgsync's [ssh] compression as an operator would set it per link (--compression per-link):
+# zstd where the link is the bottleneck, none on loopback (there it would only cost CPU)
+PER_LINK_COMPRESSION = {LOOPBACK.name: "none", SHAPED.name: "zstd", RTT.name: "zstd"}
+COMPRESSION_MODES = ("per-link", "none", "zstd")
+
+
+def compression_for(mode: str, link: Link) -> str:
+    """The ``[ssh] compression`` written for ``link`` under ``--compression mode``."""
+    return PER_LINK_COMPRESSION[link.name] if mode == "per-link" else mode
+
+
+def compression_setting(mode: str, links: tuple[Link, ...]) -> str:
+    """The setting in words, for the page: what the configs had on the ``links`` run."""
+    if mode != "per-link":
+        return f'`compression = "{mode}"` on every link (--compression {mode})'
+    by_value: dict[str, list[str]] = {}
+    for link in links:
+        by_value.setdefault(PER_LINK_COMPRESSION[link.name], []).append(link.name)
+    return (
+        "per link, as an operator would set it (--compression per-link, the default): "
+        + "; ".join(f'`compression = "{v}"` on {", ".join(names)}' for v, names in by_value.items())
+    )
+
 
 CLASSIC = "classic: docker save | ssh docker load"
 CLASSIC_4 = "classic: 4 pipelines in parallel"
@@ -81,7 +104,7 @@ class Options:
     startup_runs: int = 5
     memory_case: bool = True
     memory_mb: int = 2048
-    compression: str = "default"  # imgsync's [ssh] compression; "default": not written
+    compression: str = "per-link"  # imgsync's [ssh] compression: per-link, none or zstd
 
 
 @dataclass
@@ -125,6 +148,7 @@ class Bench:
         self.link = LOOPBACK
         self.rep = 0
         self.cipher = PREFERRED_CIPHER
+        self.compression = "none"  # [ssh] compression in the configs last written
         self._load_at_start = 0.0
         self._foreign_at_start = 0
         self._apply_help: str | None = None
@@ -170,13 +194,10 @@ class Bench:
             self.use_link(link)
 
     def configure(self, images: list[str]) -> None:
-        """The lab's configs for ``images``, with ``--compression`` when it was given."""
-        ssh = (
-            {}
-            if self.options.compression == "default"
-            else {"compression": self.options.compression}
-        )
-        self.lab.write_configs(images, ssh_overrides=ssh)
+        """The lab's configs for ``images``, with the ``[ssh] compression`` of the current
+        link (``--compression``); every imgsync run notes the value it ran with."""
+        self.compression = compression_for(self.options.compression, self.link)
+        self.lab.write_configs(images, ssh_overrides={"compression": self.compression})
 
     def wire(self, peers: list[Peer]) -> tuple[int, list[str]]:
         """Bytes the peers' relays carried since their reset, and the upload ciphers seen."""
@@ -447,9 +468,10 @@ class Bench:
         results = self._results(done, peers, expect, action)
         wire, ciphers = self.wire(peers)
         saves = len(self.lab.source.events_since(since, "save"))
-        load_events = [e for p in peers for e in p.docker.events_since(since, "load")]
+        image_events = [e for p in peers for e in p.docker.events_since(since)]
+        load_events = [e for e in image_events if event_action(e) == "load"]
         received = inbox_marker_ctime(peers, t0)
-        phases, data = phase_split(done, sampler, t0, t_end, load_events, received)
+        phases, data = phase_split(done, sampler, t0, t_end, image_events, received)
         transfers = sorted({str(r.get("transfer")) for r in results if r.get("transfer")})
         data.update(
             saves=saves,
@@ -458,10 +480,14 @@ class Bench:
             bytes_sent=sum(int(r.get("bytes_sent", 0)) for r in results),
             per_peer_wire={p.name: p.relay.bytes_total for p in peers},
             cpu_seconds=done.cpu_seconds,
+            compression=self.compression,
         )
         if image_bytes:
             data["bytes"] = image_bytes
-        notes = [f"{saves} docker save, {len(load_events)} docker load"]
+        notes = [
+            f'`compression = "{self.compression}"`',
+            f"{saves} docker save, {len(load_events)} docker load",
+        ]
         if transfers:
             notes.append("/".join(transfers) + " bundle")
         run = Run(
@@ -777,17 +803,26 @@ class Bench:
 
 
 # -- where an imgsync run's time went -------------------------------------------------------
+OVERLAP_CONNECT = "export; peers connect + ask (overlapped)"
+OVERLAP_UPLOAD = "export + upload (overlapped)"
+LOADED_ON_ARRIVAL = "verify + tag (loaded on arrival, during the upload)"
+
+
 def phase_split(
     done: Finished,
     sampler: RelaySampler,
     t0: float,
     t_end: float,
-    load_events: list[dict[str, Any]],
+    peer_events: list[dict[str, Any]],
     received: float | None,
 ) -> tuple[dict[str, float], dict[str, Any]]:
-    """Split an imgsync run into consecutive phases, from its log, the relay samples and the
-    peers' load events. A point that is not seen (a log line the code no longer writes)
-    merges its phase into the next one."""
+    """Split an imgsync run into consecutive phases at points seen from outside: its log,
+    the relay samples, the marker's ctime in the peers' inboxes and the peers' image events
+    (``load``, ``tag``). Each phase runs from the last point to its own, so none is
+    negative; a point that is not seen (a log line the code no longer writes), or comes
+    before the one already reached, merges its phase into the next. Where imgsync does two
+    things at once (the upload starts while ``docker save`` still writes), the phase's name
+    says so."""
     events = measure.log_events(done.stderr)
 
     def stamps(name: str) -> list[float]:
@@ -796,48 +831,64 @@ def phase_split(
     phases: dict[str, float] = {}
     data: dict[str, Any] = {}
     cursor = t0
+
+    def until(name: str, point: float | None) -> None:
+        nonlocal cursor
+        if point is not None and point > cursor:
+            phases[name] = phases.get(name, 0.0) + point - cursor
+            cursor = point
+
     finished = [e for e in events if e.get("event") == "cycle finished" and "ts" in e]
     cycle_end = float(finished[-1]["ts"]) if finished else None
     if cycle_end is not None and isinstance(finished[-1].get("seconds"), int | float):
-        cycle_start = cycle_end - float(finished[-1]["seconds"])
-        phases["startup"] = cycle_start - cursor
-        cursor = cycle_start
+        until("startup", cycle_end - float(finished[-1]["seconds"]))
     exporting, exported = stamps("exporting"), stamps("exported")
+    export_start = min(exporting, default=None)
+    export_end = max(exported, default=None)
+    first_send = min(stamps("sending"), default=None)
     window = sampler.window()
-    sending = stamps("sending")
-    if exporting and exported:
-        start, end = min(exporting), max(exported)
-        phases["startup"] = phases.get("startup", 0.0) + start - cursor
-        data["cpu_share_export"] = sampler.cpu_share(start, end)
-        if window is not None and sending and min(sending) < end:  # sends while it saves
-            cursor = max(window.end, end)
-            phases["export + upload"] = cursor - start
-        else:
-            phases["export"] = end - start
-            cursor = end
-    if window is not None and sending and min(sending) >= cursor:
-        first = min(sending)
-        phases["connect + ask"] = first - cursor
-        phases["upload"] = window.end - first
-        cursor = window.end
+    streamed = stamps("streaming while it is exported")
+    overlapped = (
+        export_end is not None
+        and window is not None
+        and (any(t < export_end for t in streamed) or window.start < export_end)
+    )
+    data["overlapped"] = overlapped
+    if export_start is not None and export_end is not None:
+        data["cpu_share_export"] = sampler.cpu_share(export_start, export_end)
+    until("startup", export_start)
+    if overlapped:
+        assert window is not None and export_end is not None
+        until(OVERLAP_CONNECT, first_send)
+        until(OVERLAP_UPLOAD, min(export_end, window.end))
+        until("upload (after the export)", window.end)
+        until("export (after the upload)", export_end)
+    else:
+        until("export", export_end)
+        until("connect + ask", first_send)
+        until("upload", window.end if window is not None else None)
     if window is not None:
         data["window_rate"] = window.rate
         data["window_seconds"] = window.seconds
         data["cpu_share_upload"] = sampler.cpu_share(window.start, window.end)
-    if window is not None and received is not None and received > cursor:
-        phases["end of receive"] = received - cursor
-        cursor = received
-    if load_events:
-        last_load = max(int(e["timeNano"]) for e in load_events) / 1e9
-        if last_load > cursor:
-            phases["apply"] = last_load - cursor
-            cursor = last_load
-    if cycle_end is not None and cycle_end > cursor:
-        name = "report + state DB" if window is not None else "connect + ask"
-        phases[name] = phases.get(name, 0.0) + cycle_end - cursor
-        cursor = cycle_end
-    phases["exit" if cycle_end is not None else "rest"] = t_end - cursor
+        until("end of receive", received)
+
+    def last(action: str) -> float | None:
+        found = [int(e["timeNano"]) / 1e9 for e in peer_events if event_action(e) == action]
+        return max(found, default=None)
+
+    last_load, last_tag = last("load"), last("tag")
+    applied = max((t for t in (last_load, last_tag) if t is not None), default=None)
+    on_arrival = last_load is not None and received is not None and last_load <= received
+    until(LOADED_ON_ARRIVAL if on_arrival else "apply", applied)
+    until("report + state DB" if window is not None else "connect + ask", cycle_end)
+    until("exit" if cycle_end is not None else "rest", t_end)
     return phases, data
+
+
+def event_action(event: dict[str, Any]) -> str:
+    """A docker event's action (``load``, ``tag``…), from the API's new or old field."""
+    return str(event.get("Action") or event.get("status") or "")
 
 
 # -- helpers --------------------------------------------------------------------------------

@@ -15,7 +15,16 @@ from typing import Any
 
 from lab import Lab
 
-from .cases import LOOPBACK, PLAN, RTT, Run, mb
+from .cases import (
+    LOADED_ON_ARRIVAL,
+    LOOPBACK,
+    OVERLAP_CONNECT,
+    OVERLAP_UPLOAD,
+    PLAN,
+    RTT,
+    Run,
+    mb,
+)
 from .goals import Goal, goals, phase_text
 from .measure import EN_DASH, Spread
 from .rows import Row, baseline, rows
@@ -31,35 +40,60 @@ CASE_TITLES = {
     "tput": "transport probes",
 }
 WHY = {
-    "startup": "start-up of the imgsync CLI on the source (Python imports, config, state DB)",
+    "startup": (
+        "start-up of the imgsync CLI on the source and its cycle up to `exporting` (Python "
+        "imports, config, state DB, the images selected and inspected; the peers' sessions "
+        "start connecting meanwhile)"
+    ),
     "export": (
         "the export: from imgsync's `exporting` to its `exported` log line (`docker save` "
         "read, hashed, checked, written) — nothing is sent during it"
     ),
-    "export + upload": (
-        "the export and the upload, overlapping: from `exporting` to the later of `exported` "
-        "and the last byte on the wire"
+    OVERLAP_CONNECT: (
+        "from `exporting` to the first `sending` log line: `docker save` runs while the "
+        "peers' sessions connect and ask their inventories, both at once"
+    ),
+    OVERLAP_UPLOAD: (
+        "from the first `sending` to `exported` or to 99% of the bytes through the relays, "
+        "whichever comes first: the bundle streamed to the peer while `docker save` still "
+        "writes it (`streaming while it is exported`), the peer loading it as it arrives"
+    ),
+    "upload (after the export)": (
+        "from `exported` to 99% of the bytes through the relays: the rest of an upload that "
+        "started during the export"
+    ),
+    "export (after the upload)": (
+        "from 99% of the bytes through the relays to `exported`: the end of an export whose "
+        "data had already gone (its check, its marker)"
     ),
     "connect + ask": (
         "from the end of the export (or the cycle start) to imgsync's first `sending` log "
-        "line: the SSH connection and whatever the peer is asked before the upload"
+        "line: the SSH connection and whatever the peer is asked before the upload, as far "
+        "as it was not done during the export"
     ),
     "upload": (
-        "from the first `sending` log line to 99% of the bytes through the relays: the "
-        "bundle through imgsync's SSH transport into the peer"
+        "from the first `sending` log line (or `exported`, if later) to 99% of the bytes "
+        "through the relays: the bundle through imgsync's SSH transport into the peer"
     ),
     "end of receive": (
         "from the last byte on the wire to the marker in the peer's inbox: the receiver "
         "finishing the bundle (fsync) and the marker"
     ),
     "apply": (
-        "from the marker in the inbox (or the last byte) to the peer's `load` event: "
-        "verification and `docker load` on the peer, after everything was received"
+        "from the marker in the inbox (or the last byte) to the peers' last `load` or `tag` "
+        "event: verification and `docker load` on the peer; a load that began as the bundle "
+        "arrived ran partly during the upload, and this is what was left of it"
+    ),
+    LOADED_ON_ARRIVAL: (
+        "the peer's `docker load` was over before the marker landed: it ran while the bundle "
+        "arrived, overlapped with the upload; from the marker to the peers' last `tag` "
+        "event is the verification and the tag"
     ),
     "report + state DB": "after the last load: the apply report read back, the state DB",
     "exit": "from the end of the cycle to the end of the process",
     "rest": "after the last step seen: the apply report, the state DB, exit",
 }
+UPLOAD_PHASES = ("upload", OVERLAP_UPLOAD, "upload (after the export)")
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -257,7 +291,7 @@ def bottlenecks(table: list[Row], facts: dict[str, Any]) -> list[str]:
             f"Largest in ({run.case}) {run.tool}: {run.phases[name]:.1f}s of "
             f"{run.seconds:.1f}s. What it spans: {WHY.get(name, name)}."
         )
-        if name in ("upload", "export + upload") and run.data.get("cpu_share_upload") is not None:
+        if name in UPLOAD_PHASES and run.data.get("cpu_share_upload") is not None:
             text += (
                 f" There imgsync's process used {pct(run.data['cpu_share_upload'])} of a core "
                 f"for {mb(run.data.get('window_rate', 0)):.0f} MB/s."
@@ -274,8 +308,11 @@ def bottlenecks(table: list[Row], facts: dict[str, Any]) -> list[str]:
                 f" For comparison, `docker load -i` of the big tarball on a peer, alone, took "
                 f"{load.median:.1f}s (see the table)."
             )
-        if name == "export" and run.data.get("cpu_share_export") is not None:
-            text += f" There imgsync's process used {pct(run.data['cpu_share_export'])} of a core."
+        if name in ("export", OVERLAP_CONNECT) and run.data.get("cpu_share_export") is not None:
+            text += (
+                f" From `exporting` to `exported` imgsync's process used "
+                f"{pct(run.data['cpu_share_export'])} of a core."
+            )
         lines.append(text)
     return lines
 
@@ -466,14 +503,14 @@ def how_to_read(facts: dict[str, Any], wanted: int) -> list[str]:
     plan = "; ".join(
         f"*{name}*: {', '.join(f'({c})' for c in cases)}" for name, cases in PLAN.items()
     )
+    shrink = ", ".join(f"{name} makes it {value:.1f}x smaller" for name, value in ratios.items())
+    text_size = f"{mb(text):.0f} MB; {shrink}" if text else "not built in this run"
     return [
         f"- **Images.** The big image is busybox + 5 layers of random bytes "
         f"({mb(big or 0):.0f} MB as a `docker save` tarball; random, so no compression can "
         f"help); v2 adds one top layer of {mb(layer or 10e6):.1f} MB. Case (e) uses an image "
         f"of the same size whose layers are text-like and repeat themselves "
-        f"({mb(text or 0):.0f} MB; "
-        + ", ".join(f"{name} makes it {value:.1f}x smaller" for name, value in ratios.items())
-        + "; `bench/images.py`). Case (c) uses 10 images of busybox + 1 MiB.",
+        f"({text_size}; `bench/images.py`). Case (c) uses 10 images of busybox + 1 MiB.",
         f"- **Runs.** Every row is the median of {wanted} runs (lowest{EN_DASH}highest in "
         "brackets). "
         "A case runs in rounds, the tools taking turns in each round (classic, imgsync, "
@@ -487,8 +524,14 @@ def how_to_read(facts: dict[str, Any], wanted: int) -> list[str]:
         "*imgsync*: `imgsync --config SOURCE_CONFIG -v sync --json` with the source's export "
         "dir and state DB emptied first (so its own `docker save` is in the time, as the "
         "classic pipeline's is) and imgsync's defaults otherwise — verification included "
-        "— the lab writing the configs (`[ssh] compression`: "
-        f"{facts.get('compression_setting', 'not set (the default)')}).",
+        "— the lab writing the configs.",
+        "- **Compression.** imgsync's `[ssh] compression` (zstd per 1 MiB chunk, where it "
+        "pays) is set "
+        f"{facts.get('compression_setting', 'as the lab writes it (imgsync default: none)')}; "
+        "the notes of every imgsync row name the value it ran with. The classic pipeline "
+        "stays uncompressed: it is what users run, `docker save | ssh | docker load` "
+        "(OpenSSH's own compression off, its default), and so is scp. The bytes *on the "
+        "wire* show what compression saved.",
         "- **Same cipher.** imgsync's cipher is read off the wire first (see *Machine*); "
         "every OpenSSH command (classic, scp, probes) is then run with `-c` that cipher. "
         "The *upload cipher* column is what each run really used: the relay keeps the first "
@@ -538,11 +581,17 @@ def how_to_read(facts: dict[str, Any], wanted: int) -> list[str]:
         f"{len(facts.get('cli_version_s') or []) or 5} runs.",
         "- **Where the time went** splits each imgsync row's median run at points seen from "
         "outside: its log (`cycle finished` and its seconds: start of the cycle; `exporting` "
-        "/ `exported`; `sending`), the relay samples (end of the upload), the ctime of the "
-        "marker in the peer's inbox (end of the last receive) and the peers' `load` events "
-        "(end of the load). With several peers each point is the last one; a point the code "
-        "no longer logs merges its phase into the next. CPU is the imgsync process's own "
-        "(from /proc) in that phase; 100% = one core.",
+        "/ `exported`; the first `sending`), the relay samples (end of the upload), the ctime "
+        "of the marker in the peer's inbox (end of the last receive) and the peers' `load` "
+        "and `tag` events (end of the apply). Each phase runs from the point before to its "
+        "own, so none is negative; with several peers each point is the last one; a point "
+        "the code no longer logs, or one that comes before the point already reached, merges "
+        "its phase into the next. imgsync does some things at once: its peers connect and "
+        "ask while it exports, a new bundle is streamed while `docker save` still writes it, "
+        "and a peer loads it as it arrives; a phase in which two of these ran says "
+        "*overlapped* (or *loaded on arrival*) in its name, and its time is counted once. "
+        "CPU is the imgsync process's own (from /proc): export from `exporting` to "
+        f"`exported`, upload in the 1{EN_DASH}99% window; 100% = one core.",
         "- **Peak memory** (`--memory-case`, on by default) syncs a 2 GB image to 4 peers "
         "once: peak RSS is a maximum, not a timing, and its time is in no goal.",
         "- Everything runs on one machine with all files in the page cache: disks are not "
