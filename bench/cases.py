@@ -634,6 +634,9 @@ class Bench:
             ("OpenSSH ssh -> cat > /dev/null", self.ssh_argv(peer, "cat > /dev/null"), "ssh"),
             ("imgsync transport -> cat > /dev/null", [*own, "sh", "-c", "cat > /dev/null"], "py"),
         ]
+        if self.peer_has("--session"):
+            session = [*own[:3], "--session", *own[3:]]
+            variants.append(("imgsync session -> the peer's inbox (a sync's path)", session, "py"))
         if has_receive:
             variants += [
                 (
@@ -659,6 +662,7 @@ class Bench:
         who: str,
     ) -> None:
         remove(peer.inbox / "probe.tar")
+        remove(peer.inbox / "probe.marker.json")
         self.mark_start()
         self.lab.reset_counters()
         with RelaySampler([peer.relay]) as sampler:
@@ -666,6 +670,7 @@ class Bench:
             done = measure.run(argv, on_start=sampler.watch, stdin=tarball, env=env)
             seconds = time.monotonic() - t0
         remove(peer.inbox / "probe.tar")
+        remove(peer.inbox / "probe.marker.json")
         if done.code == 3 and who == "py":
             self.facts.setdefault("probe_na_tools", {})[tool] = done.stderr.strip()[:200]
             self.say(f"  probe {tool}: n/a ({done.stderr.strip()[:200]})")

@@ -24,6 +24,7 @@ from .measure import Spread
 from .rows import Row, find
 
 MEASURED_NOT = "NOT MEASURED"
+PROBE_SESSION = "imgsync session -> the peer's inbox (a sync's path)"
 PROBE_RECEIVE = "imgsync transport -> imgsync apply --receive"
 PROBE_SEND = "imgsync transport -> cat > /dev/null"
 
@@ -226,8 +227,11 @@ def nothing_changed(table: list[Row]) -> Goal:
 def throughput(table: list[Row], facts: dict[str, Any]) -> Goal:
     goal = Goal("upload throughput, end to end, same cipher", ">= 1.0x OpenSSH `scp`")
     scp = find(table, "a", LOOPBACK.name, SCP)
-    probe = find(table, "tput", LOOPBACK.name, PROBE_RECEIVE)
-    label = "imgsync's transport into the peer's `imgsync apply --receive`"
+    probe = find(table, "tput", LOOPBACK.name, PROBE_SESSION)
+    label = "imgsync's session (the path a sync's bundles take) into the peer's inbox"
+    if probe is None:
+        probe = find(table, "tput", LOOPBACK.name, PROBE_RECEIVE)
+        label = "imgsync's transport into the peer's `imgsync apply --receive`"
     if probe is None:
         probe = find(table, "tput", LOOPBACK.name, PROBE_SEND)
         label = "imgsync's transport into `cat > /dev/null` (sending end only)"
