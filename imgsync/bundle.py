@@ -66,16 +66,7 @@ def verify(path: Path, marker: Marker, scanned: Scanned | None = None) -> savefo
     ``marker``; return the image it holds when it is exactly what the marker describes.
     ``scanned``: the scan made as the bundle arrived, which spares reading it again."""
     name = marker.bundle
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        raise VerificationError(f"bundle {name} is missing") from None
-    except OSError as err:
-        raise StorageError(f"cannot read {path}: {err.strerror}") from None
-    if stat.st_size != marker.size:
-        raise VerificationError(
-            f"bundle {name} is {stat.st_size} bytes, its marker says {marker.size}"
-        )
+    stat = _sized(path, marker)
     if scanned is not None and scanned.signature == signature(stat):
         archive = scanned.archive
     else:
@@ -105,6 +96,22 @@ def verify(path: Path, marker: Marker, scanned: Scanned | None = None) -> savefo
             f"marker says {list(marker.omitted)}"
         )
     return image
+
+
+def _sized(path: Path, marker: Marker) -> os.stat_result:
+    """The bundle's stat, once it is there with the marker's size."""
+    name = marker.bundle
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise VerificationError(f"bundle {name} is missing") from None
+    except OSError as err:
+        raise StorageError(f"cannot read {path}: {err.strerror}") from None
+    if stat.st_size != marker.size:
+        raise VerificationError(
+            f"bundle {name} is {stat.st_size} bytes, its marker says {marker.size}"
+        )
+    return stat
 
 
 def _scan_file(path: Path, name: str) -> saveformat.Archive:

@@ -19,10 +19,10 @@ from typing import Any
 from imgsync import config as cfg
 from imgsync import payload, protocol, selection
 from imgsync.bundledir import BundleDir, bundle_name
+from imgsync.delivery import thin_for_store
 from imgsync.engine import Engine
 from imgsync.errors import ImgsyncError, MarkerError
 from imgsync.model import HeldLayers, Marker, chain_ids
-from imgsync.peer import thin_for_store
 from imgsync.plan import Step, needs_export, plan_peer
 from imgsync.transport import SshSession
 

@@ -12,9 +12,9 @@ import pytest
 
 from imgsync import agentless
 from imgsync.config import Config, PeerSettings, peer_settings
+from imgsync.delivery import serve
 from imgsync.errors import RemoteCommandError
 from imgsync.model import Action, Marker, Result
-from imgsync.peer import serve
 from imgsync.transport import CommandResult
 
 from . import tarballs

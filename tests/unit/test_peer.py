@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from imgsync.delivery import thin_for_store
 from imgsync.model import HeldLayers, Marker, chain_ids
-from imgsync.peer import thin_for_store
 from imgsync.plan import PlanItem, Step
 
 from .tarballs import Image, layer_tar, legacy, oci, sha
