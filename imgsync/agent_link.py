@@ -68,11 +68,12 @@ class AgentLink:
         self, bundle: Payload | LivePayload, sent: Marker, offset: int, advance: Advance | None
     ) -> int:
         level = self.peer.compression_level if self.peer.compression == "zstd" else None
-        return self._send_file(bundle, offset, level, advance)
+        whole = sent is None or not sent.omitted  # a thin bundle is loaded by apply, in order
+        return self._send_file(bundle, offset, level, advance, whole)
 
     def send_marker(self, sent: Marker) -> int:
         note = BytesPayload(marker_name(sent.reference), marker.dumps(sent))
-        return self._send_file(note, 0, None, None)
+        return self._send_file(note, 0, None, None, False)
 
     def apply(self, markers: Sequence[Marker]) -> list[ApplyOutcome]:
         images = [m.reference for m in markers]
@@ -135,9 +136,15 @@ class AgentLink:
         return RemoteCommandError(f"peer {self.peer.name}: its session ended during {op}: {tail}")
 
     def _send_file(
-        self, item: Payload | LivePayload, offset: int, level: int | None, advance: Advance | None
+        self,
+        item: Payload | LivePayload,
+        offset: int,
+        level: int | None,
+        advance: Advance | None,
+        load: bool,
     ) -> int:
         request = {"op": "receive", "name": item.name, "size": item.size, "offset": offset}
+        request["load"] = load  # the peer may load it as it arrives
         try:
             wire, failure = self._stream(item, request, offset, level, advance)
         except TransportError as err:  # the peer's process may have said why it ended

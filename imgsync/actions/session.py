@@ -10,9 +10,9 @@ request        fields                                               reply (as th
 =============  ===================================================  ======================
 ``inventory``  ``images``, ``clean``                                ``apply --inventory``
 ``layers``     ``chains``                                           ``apply --has-layer``
-``receive``    ``name``, ``size``, ``offset``; then the file's      ``{"received": N}``
-               data frames and ``END``; with ``size`` null (a
-               bundle the source still exports) then a trailer
+``receive``    ``name``, ``size``, ``offset``, ``load``; then the    ``{"received": N}``
+               file's data frames and ``END``; with ``size`` null
+               (a bundle the source still exports) then a trailer
                ``{"size", "sha256"}`` or ``{"abort"}``
 ``apply``      ``images``                                           ``apply --json``
 ``bye``        —                                                    ``{"op": "bye"}``
@@ -20,7 +20,10 @@ request        fields                                               reply (as th
 
 An error is a reply ``{"format": 1, "error": "..."}``; the session goes on. A bundle is
 scanned as it arrives (sha256, manifests, every layer against its diff ID), so ``apply``
-verifies it without reading it again. Everything is decided from the peer's own config,
+verifies it without reading it again; a whole one (``load``: the source says it leaves no
+layer out) is also loaded, untagged, as it arrives (:mod:`imgsync.preload`). A thin bundle
+is loaded by ``apply``, in the cycle's order: the layers it counts on may come with, or go
+with, the images applied before it. Everything is decided from the peer's own config,
 exactly as the separate commands do; the source only asks.
 """
 
@@ -136,7 +139,7 @@ class Session:
         try:
             name, size, offset = _receive_args(request)
             receiver = self._receiver_config()
-            preload = self._preload(name, offset)
+            preload = self._preload(name, offset) if request.get("load") is True else None
             tap = preload.feed if preload is not None else None
             received, scanned = receive.receive_chunks(
                 receiver, name, size, offset, chunks, tap=tap

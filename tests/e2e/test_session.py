@@ -160,8 +160,9 @@ class PeerSession:
         stdin.flush()
         return self.reader.message()
 
-    def receive(self, name: str, data: bytes) -> dict[str, Any]:
-        return self.ask({"op": "receive", "name": name, "size": len(data), "offset": 0}, data)
+    def receive(self, name: str, data: bytes, load: bool = False) -> dict[str, Any]:
+        request = {"op": "receive", "name": name, "size": len(data), "offset": 0, "load": load}
+        return self.ask(request, data)
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -188,7 +189,7 @@ def test_a_bundle_loaded_as_it_arrives_moves_no_tag_until_apply_checks_it(
     since = time.time()
     session = PeerSession(lab, p1)
     try:
-        reply = session.receive(marker.bundle, folder.bundle_path(marker).read_bytes())
+        reply = session.receive(marker.bundle, folder.bundle_path(marker).read_bytes(), load=True)
         assert reply == {"format": 1, "received": marker.size}
         wait_for(lambda: p1.docker.image_id(new) == new, "the load on arrival")
         assert p1.docker.image_id(image) == old  # loaded, untagged: the tag did not move

@@ -23,9 +23,11 @@ def data(payload: bytes, level: int | None = None) -> bytes:
     return b"".join(f for f, _ in frames.data_frames(iter([payload]), level)) + frames.end_frame()
 
 
-def receive(name: str, payload: bytes, size: int | None = -1, offset: int = 0) -> bytes:
+def receive(
+    name: str, payload: bytes, size: int | None = -1, offset: int = 0, load: bool = False
+) -> bytes:
     told = len(payload) if size == -1 else size
-    request = {"op": "receive", "name": name, "size": told, "offset": offset}
+    request = {"op": "receive", "name": name, "size": told, "offset": offset, "load": load}
     return frames.message_frame(request) + data(payload)
 
 
@@ -117,7 +119,7 @@ def test_a_file_of_unknown_size_is_dropped_when_its_trailer_says_so(
 
 
 def test_a_bundle_is_received_when_its_engine_cannot_be_reached(tmp_path: Path) -> None:
-    _, replies = converse(tmp_path, receive("a.tar", b"\0" * 1024))
+    _, replies = converse(tmp_path, receive("a.tar", b"\0" * 1024, load=True))
     assert replies[1] == {"format": 1, "received": 1024}
 
 
