@@ -319,22 +319,7 @@ def test_the_inventory_is_asked_while_the_source_still_exports(
             return super().inventory(images)
 
     link, exports = Asking(), peer_mod.Exports()
-    results: list[Result] = []
-
-    def sync() -> None:
-        results.extend(
-            peer_mod.sync_peer(
-                settings(),
-                list(markers),
-                exports,
-                tmp_path,
-                threading.Event(),
-                connect=lambda *_: link,
-            )
-        )
-
-    thread = threading.Thread(target=sync, daemon=True)
-    thread.start()
+    thread, results = sync_in_thread(link, exports, list(markers), tmp_path)
     try:
         assert asked.wait(5), "the inventory waited for the export"
         assert not [c for c in link.calls if c != "inventory"]
@@ -384,6 +369,16 @@ def live_export(tmp_path: Path, final: Marker) -> tuple[LiveExport, Path, bytes]
     return LiveExport(plan, temp), temp, data
 
 
+def streaming_sync(
+    tmp_path: Path, web: Marker, streams: bool
+) -> tuple[Streaming, LiveExport, Exports, tuple[Path, bytes]]:
+    """A link (``streams`` or not), and ``web`` announced as an export still being written."""
+    live, temp, data = live_export(tmp_path, web)
+    exports = Exports()
+    exports.announce({web.reference: live.provisional}, {web.reference: live}, {})
+    return Streaming(streams=streams), live, exports, (temp, data)
+
+
 def sync_in_thread(
     link: FakeLink, exports: Exports, images: list[str], export_dir: Path
 ) -> tuple[threading.Thread, list[Result]]:
@@ -410,10 +405,7 @@ def test_a_bundle_is_streamed_while_it_is_exported_and_its_marker_follows_the_ex
     tmp_path: Path, markers: dict[str, Marker]
 ) -> None:
     web = markers["docker.io/acme/web:1"]
-    live, temp, data = live_export(tmp_path, web)
-    exports = Exports()
-    exports.announce({web.reference: live.provisional}, {web.reference: live}, {})
-    link = Streaming(streams=True)
+    link, live, exports, (temp, data) = streaming_sync(tmp_path, web, streams=True)
     thread, results = sync_in_thread(link, exports, [web.reference], tmp_path)
     try:
         with temp.open("wb") as out:  # the save, in two halves
@@ -437,10 +429,7 @@ def test_a_link_that_cannot_stream_gets_the_bundle_once_it_is_exported(
     tmp_path: Path, markers: dict[str, Marker]
 ) -> None:
     web = markers["docker.io/acme/web:1"]
-    live, temp, data = live_export(tmp_path, web)
-    exports = Exports()
-    exports.announce({web.reference: live.provisional}, {web.reference: live}, {})
-    link = Streaming(streams=False)
+    link, live, exports, (temp, data) = streaming_sync(tmp_path, web, streams=False)
     thread, results = sync_in_thread(link, exports, [web.reference], tmp_path)
     try:
         temp.write_bytes(data[:1000])
