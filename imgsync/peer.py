@@ -62,8 +62,7 @@ def sync_peer(
         for attempt in range(peer.retries + 1):
             try:
                 link = connect(peer, export_dir, stop)
-                _attempt(link, peer, mine.images(), exports, export_dir, stop, results,
-                         progress)  # fmt: skip
+                _attempt(link, peer, mine, exports, export_dir, stop, results, progress)
                 break
             except ImgsyncError as err:
                 final = isinstance(err, _PERMANENT) or attempt == peer.retries
@@ -106,14 +105,17 @@ class _Chosen:
 def _attempt(
     link: PeerLink,
     peer: PeerSettings,
-    images: list[str],
+    mine: _Chosen,
     exports: Exports,
     export_dir: Path,
     stop: threading.Event,
     results: dict[str, Result],
     progress: ProgressSink | None,
 ) -> None:
+    """One session; the link is closed whatever happens (also when the source's export
+    fails before it says which images this peer gets)."""
     try:
+        images = mine.images()
         if not images:
             return  # the source selects nothing for this peer
         inventory = link.inventory(images)  # while the source may still be exporting

@@ -30,6 +30,7 @@ from imgsync.model import (
     chain_ids,
 )
 from imgsync.payload import Payload
+from imgsync.signals import Cancelled
 
 from .tarballs import Image, layer_tar, legacy
 
@@ -470,3 +471,15 @@ def test_an_export_that_fails_while_streamed_fails_that_image_alone(
         "source: image acme/web:1 changed while it was being saved"
     )
     assert by_image[db.reference].action is Action.LOADED
+
+
+def test_a_connected_link_is_closed_when_the_source_export_fails_before_the_selection(
+    tmp_path: Path,
+) -> None:
+    link, exports = FakeLink(), peer_mod.Exports()
+    exports.abandon("cannot reach Docker at unix:///run/docker.sock")
+    with pytest.raises(Cancelled, match="cannot reach Docker"):
+        peer_mod.sync_peer(
+            settings(), None, exports, tmp_path, threading.Event(), connect=lambda *_: link
+        )
+    assert link.closed and link.calls == []
