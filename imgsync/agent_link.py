@@ -103,7 +103,7 @@ class AgentLink:
 
     def _no_session(self, err: Exception) -> RemoteCommandError:
         """Why the peer's process did not say hello: its last words, with the fix."""
-        tail = protocol.printable(self._process.stderr_tail()) or str(err)
+        tail = protocol.printable_text(self._process.stderr_tail()) or str(err)
         program = self.peer.apply_argv[0]
         if SESSION_FLAG in tail:  # an older imgsync (or its serve) knows no --session
             return RemoteCommandError(
@@ -127,12 +127,12 @@ class AgentLink:
         error = reply.get("error")
         if error is not None:
             raise RemoteCommandError(
-                f"peer {self.peer.name}: {op} failed: {protocol.printable(str(error)[:2000])}"
+                f"peer {self.peer.name}: {op} failed: {protocol.printable_text(str(error))}"
             )
         return json.dumps(reply).encode()
 
     def _ended(self, op: str, err: Exception) -> RemoteCommandError:
-        tail = protocol.printable(self._process.stderr_tail()) or str(err)
+        tail = protocol.printable_text(self._process.stderr_tail()) or str(err)
         return RemoteCommandError(f"peer {self.peer.name}: its session ended during {op}: {tail}")
 
     def _send_file(

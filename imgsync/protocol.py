@@ -115,6 +115,12 @@ def printable(value: Any) -> str | None:
     return re.sub(r"[^\x20-\x7e]", "?", value[:80])
 
 
+def printable_text(value: str, limit: int = 2000) -> str:
+    """A peer's message (an error, its last words) as one printable line of at most
+    ``limit`` characters: no terminal escapes reach the operator."""
+    return re.sub(r"[^\x20-\x7e]", "?", value[:limit])
+
+
 def load_inventory(raw: bytes) -> Inventory:
     data = _object(raw)
     images = data.get("images")

@@ -53,3 +53,11 @@ def test_an_inventory_without_inbox_free_means_unknown() -> None:
 def test_an_inbox_free_that_is_not_a_byte_count_is_a_protocol_error(free: str) -> None:
     with pytest.raises(protocol.ProtocolError, match="inbox_free"):
         protocol.load_inventory(f'{{"format": 1, "images": {{}}, "inbox_free": {free}}}'.encode())
+
+
+def test_a_peers_message_reaches_the_operator_whole_but_without_terminal_escapes() -> None:
+    hostile = "load failed: \x1b]0;owned\x07\x1b[2J" + "x" * 300
+    shown = protocol.printable_text(hostile)
+    assert "\x1b" not in shown and "\x07" not in shown
+    assert shown.startswith("load failed: ?]0;owned??[2J") and shown.endswith("x" * 300)
+    assert len(protocol.printable_text("y" * 5000)) == 2000
