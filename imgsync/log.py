@@ -3,16 +3,37 @@
 JSON lines when the stream is not a terminal (journald, pipes), readable console output
 when it is. The stdlib loggers of paramiko and APScheduler go through the same chain, at
 WARNING unless asked for more. Context (``run_id``, ``peer``, ``image``) is bound with
-``structlog.contextvars`` by the code that owns it.
+``structlog.contextvars`` (:func:`bind`, :func:`unbind`) by the code that owns it; no other
+module imports structlog, so it is always imported the one way below.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
-from typing import TextIO
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TextIO
 
-import structlog
+
+def _import_structlog() -> ModuleType:
+    """structlog, imported with rich hidden: when rich is installed (imgsync draws its
+    progress bars with it), ``import structlog`` imports most of rich too, for pretty
+    tracebacks that imgsync never prints. That was 0.1 s of every process's start — the
+    source's and each peer session's. rich stays importable for whoever needs it after."""
+    if "structlog" in sys.modules or "rich" in sys.modules:
+        return importlib.import_module("structlog")
+    sys.modules["rich"] = None  # type: ignore[assignment]  # import rich -> ImportError
+    try:
+        return importlib.import_module("structlog")
+    finally:
+        del sys.modules["rich"]
+
+
+if TYPE_CHECKING:
+    import structlog
+else:
+    structlog = _import_structlog()
 
 _THIRD_PARTY = ("paramiko", "apscheduler", "docker", "urllib3")
 
@@ -57,3 +78,13 @@ def configure(level: int = logging.INFO, stream: TextIO | None = None) -> None:
 def get(name: str = "imgsync") -> structlog.stdlib.BoundLogger:
     logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
     return logger
+
+
+def bind(**context: Any) -> None:
+    """Bind ``context`` (``run_id``, ``peer``, ``image``) to every line logged from here in
+    this thread or task, and in the threads started with a copy of its context."""
+    structlog.contextvars.bind_contextvars(**context)
+
+
+def unbind(*keys: str) -> None:
+    structlog.contextvars.unbind_contextvars(*keys)

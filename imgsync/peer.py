@@ -15,8 +15,6 @@ import random
 import threading
 from pathlib import Path
 
-import structlog
-
 from imgsync import log
 from imgsync.config import PeerSettings
 from imgsync.delivery import serve
@@ -53,7 +51,7 @@ def sync_peer(
     """Serve one peer for one cycle: at most ``retries + 1`` sessions, each through a
     link from ``connect``; every image in ``images`` (``None``: the ones the source selects
     for it, told by ``exports`` once the first connection is made) gets a result."""
-    structlog.contextvars.bind_contextvars(peer=peer.name)
+    log.bind(peer=peer.name)
     logger = log.get()
     results: dict[str, Result] = {}
     rng = random.Random()  # noqa: S311 -- jitter, not a secret
@@ -76,7 +74,7 @@ def sync_peer(
                 if stop.wait(wait):
                     raise Cancelled(f"stopped while waiting to retry {peer.name}") from None
     finally:
-        structlog.contextvars.unbind_contextvars("peer")
+        log.unbind("peer")
     done = [results[image] for image in mine.images() if image in results]
     if progress is not None:
         for result in done:

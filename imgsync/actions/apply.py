@@ -29,8 +29,6 @@ import time
 from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 
-import structlog
-
 from imgsync import bundle, fsutil, identity, loaded, log, saveformat
 from imgsync.bundle import Received
 from imgsync.bundledir import BundleDir, marker_name
@@ -152,7 +150,7 @@ def _apply_one(
             fsutil.remove(path)
             raise
         image = current.reference
-        structlog.contextvars.bind_contextvars(image=image)
+        log.bind(image=image)
         action, replaced = _apply_marker(engine, inbox, current, received.get(current.bundle))
         if replaced is not None and receiver.prune:
             _remove_replaced(engine, replaced)
@@ -164,7 +162,7 @@ def _apply_one(
         seconds = time.monotonic() - started
         return ApplyOutcome(image, None, Action.FAILED, seconds, str(err), missing)
     finally:
-        structlog.contextvars.unbind_contextvars("image")
+        log.unbind("image")
 
 
 def _apply_marker(

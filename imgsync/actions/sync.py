@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import structlog
-
 from imgsync import config as cfg
 from imgsync import exports as exporting
 from imgsync import log
@@ -51,11 +49,11 @@ def run(config: cfg.Config, config_path: Path, options: SyncOptions) -> Report:
     with cycle_lock(state_path.with_name("imgsync.lock"), wait=options.wait, stop=stop):
         started = time.monotonic()
         run_id = uuid.uuid4().hex[:12]
-        structlog.contextvars.bind_contextvars(run_id=run_id)
+        log.bind(run_id=run_id)
         try:
             report = _cycle(source, wanted, peers, state_path, stop, options.progress, run_id)
         finally:
-            structlog.contextvars.unbind_contextvars("run_id")
+            log.unbind("run_id")
     report.seconds = time.monotonic() - started
     counts = {a.value: sum(r.action is a for r in report.results) for a in Action}
     log.get().info(
