@@ -137,7 +137,7 @@ class _Announcing:
         self._handle, self._live = handle, live
         self._written = self._told = 0
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         self._handle.write(data)
         self._written += len(data)
         if self._live is not None and self._written - self._told >= ANNOUNCE_EVERY:

@@ -1,4 +1,4 @@
-"""``docker save`` tarballs, both layouts, read in one sequential pass.
+"""``docker save`` tarballs, both layouts, read in one sequential pass (:mod:`tarstream`).
 
 - legacy (Docker ≤ 24): ``<id>/layer.tar`` per layer, ``<config>.json``, ``manifest.json``,
   ``repositories``;
@@ -24,16 +24,15 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from imgsync.errors import StorageError, VerificationError
+from imgsync import tarstream
+from imgsync.errors import VerificationError
 from imgsync.model import RuntimeConfig, runtime_config
 
+Readable = tarstream.Readable
 SMALL = 1024 * 1024  # members up to this size are kept to read manifests and configs
 _SMALL_TOTAL = 64 * 1024 * 1024
-_CHUNK = 1024 * 1024
-_GZIP = b"\x1f\x8b"
-_ZSTD = b"\x28\xb5\x2f\xfd"
 
 
 @dataclass(frozen=True)
@@ -70,42 +69,17 @@ class Archive:
         return tuple(i for i, path in enumerate(image.layer_paths) if path not in self.members)
 
 
-class Readable(Protocol):
-    def read(self, n: int = -1, /) -> bytes: ...
-
-
-class _Tee:
-    """A reader that hashes (and optionally forwards) every byte tarfile pulls through it."""
-
-    def __init__(self, source: Readable, sink: Callable[[bytes], object] | None) -> None:
-        self.source, self.sink = source, sink
-        self.digest, self.size = hashlib.sha256(), 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.source.read(n)
-        self.digest.update(data)
-        self.size += len(data)
-        if self.sink is not None and data:
-            try:
-                self.sink(data)
-            except OSError as err:  # where it is written (a full disk): not the tarball's fault
-                raise StorageError(f"cannot write: {err.strerror or err}") from None
-        return data
-
-
-def scan(source: Readable, sink: Callable[[bytes], object] | None = None) -> Archive:
+def scan(source: Readable, sink: Callable[[memoryview], object] | None = None) -> Archive:
     """Read a tarball once from ``source`` (forwarding its bytes to ``sink``)."""
-    tee = _Tee(source, sink)
+    cursor = tarstream.Cursor(source, sink)
     members: dict[str, Member] = {}
     small: dict[str, bytes] = {}
     try:
-        # 1 MiB reads: tarfile's default 10 KiB blocks cost more than the hashing
-        with tarfile.open(fileobj=tee, mode="r|", bufsize=_CHUNK) as tar:  # type: ignore[call-overload]
-            for info in tar:
-                if info.isfile():
-                    members[info.name] = _read_member(tar, info, small)
-            while tee.read(_CHUNK):  # the end-of-archive blocks and record padding
-                pass
+        # tarfile reads the headers; the data passes by it (tarstream)
+        with tarfile.open(fileobj=cursor, mode="r:") as tar:  # type: ignore[call-overload]
+            for info, data in tarstream.files(tar, cursor, SMALL):
+                members[info.name] = _member(info, data, small)
+        cursor.drain()
     except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
         raise VerificationError(f"not a readable image tarball ({err})") from None
     if sum(len(data) for data in small.values()) > _SMALL_TOTAL:
@@ -122,7 +96,9 @@ def scan(source: Readable, sink: Callable[[bytes], object] | None = None) -> Arc
         index_digests = tuple(str(d["digest"]) for d in index.get("manifests") or ())
     except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as err:
         raise VerificationError(f"unreadable image manifest ({err!r})") from None
-    archive = Archive(layout, images, members, tee.digest.hexdigest(), tee.size, index_digests)
+    archive = Archive(
+        layout, images, members, cursor.digest.hexdigest(), cursor.size, index_digests
+    )
     for image in images:
         _check_layers(archive, image)
     return archive
@@ -178,38 +154,17 @@ def _small_member(tar: tarfile.TarFile, name: str) -> bytes:
     return handle.read()
 
 
-def _read_member(tar: tarfile.TarFile, info: tarfile.TarInfo, small: dict[str, bytes]) -> Member:
-    handle = tar.extractfile(info)
-    assert handle is not None  # a regular file always has data
-    digest = hashlib.sha256()
-    content: Any = None
-    inflate: Any = None
-    keep = bytearray() if info.size <= SMALL else None
-    compression: str | None = None
-    first = True
-    while chunk := handle.read(_CHUNK):
-        digest.update(chunk)
-        if first and chunk.startswith(_GZIP):
-            compression = "gzip"
-            inflate, content = zlib.decompressobj(16 + zlib.MAX_WBITS), hashlib.sha256()
-        elif first and chunk.startswith(_ZSTD):
-            compression = "zstd"
-        first = False
-        if inflate is not None:
-            content.update(inflate.decompress(chunk))
-        if keep is not None:
-            keep.extend(chunk)
-    if keep is not None:
-        small[info.name] = bytes(keep)
-    end = info.offset_data + -(-info.size // 512) * 512
+def _member(info: tarfile.TarInfo, data: tarstream.MemberData, small: dict[str, bytes]) -> Member:
+    if data.kept is not None:
+        small[info.name] = bytes(data.kept)
     return Member(
         info.name,
         info.offset,
-        end,
+        info.offset_data + -(-info.size // 512) * 512,
         info.size,
-        digest.hexdigest(),
-        compression,
-        content.hexdigest() if content is not None else None,
+        data.digest.hexdigest(),
+        data.compression,
+        data.content.hexdigest() if data.content is not None else None,
     )
 
 
@@ -268,4 +223,4 @@ def _check_layers(archive: Archive, image: SavedImage) -> None:
             )
 
 
-__all__ = ["Archive", "Member", "SavedImage", "describe", "scan"]
+__all__ = ["Archive", "Member", "Readable", "SavedImage", "describe", "scan"]

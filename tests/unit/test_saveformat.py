@@ -153,3 +153,44 @@ def test_each_saved_image_carries_the_runtime_config_of_its_config_json(
 def test_a_config_without_runtime_settings_has_an_empty_runtime(tmp_path: Path) -> None:
     archive = scan(legacy(tmp_path / "l.tar", [Image("acme/web:1", [BASE])]).open("rb"))
     assert archive.images[0].runtime == ()
+
+
+class Trickle:
+    """A stream that gives at most ``most`` bytes per read (a network, at its worst)."""
+
+    def __init__(self, data: bytes, most: int) -> None:
+        self._data, self._most, self._at = data, most, 0
+
+    def read(self, n: int = -1) -> bytes:
+        size = self._most if n < 0 else min(n, self._most)
+        piece = self._data[self._at : self._at + size]
+        self._at += len(piece)
+        return piece
+
+
+@pytest.mark.parametrize("most", [1, 3, 511, 513, 4096])
+def test_a_tarball_read_in_pieces_of_any_size_scans_the_same(tmp_path: Path, most: int) -> None:
+    # headers, gzip's magic number and member data all split across reads
+    images = [Image("acme/web:1", [BASE, APP], compress=True), Image("acme/db:2", [BASE, OTHER])]
+    for path in (oci(tmp_path / "o.tar", images), legacy(tmp_path / "l.tar", images[1:])):
+        data = path.read_bytes()
+        assert scan(Trickle(data, most)) == scan(io.BytesIO(data))
+
+
+def test_a_member_with_a_long_name_is_found_under_it_with_its_digest(tmp_path: Path) -> None:
+    path = legacy(tmp_path / "l.tar", [Image("acme/web:1", [BASE])])
+    long_name = "notes/" + "n" * 150
+    with tarfile.open(path, "a") as tar:  # a pax header before the member's own
+        info = tarfile.TarInfo(long_name)
+        info.size = 700
+        tar.addfile(info, io.BytesIO(b"x" * 700))
+    member = scan(path.open("rb")).members[long_name]
+    assert (member.size, member.sha256) == (700, sha(b"x" * 700))
+    assert path.read_bytes()[member.end - 512 : member.end].startswith(b"x" * 188)
+
+
+def test_a_pax_header_of_64_mib_is_refused_before_it_is_read() -> None:
+    header = tarfile.TarInfo("././@PaxHeader")
+    header.type, header.size = tarfile.XHDTYPE, 64 * 1024 * 1024  # a pax header of 64 MiB
+    with pytest.raises(VerificationError, match="no header of a tarball is that long"):
+        scan(io.BytesIO(header.tobuf(tarfile.USTAR_FORMAT) + b"0" * 1024))
