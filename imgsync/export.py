@@ -78,19 +78,18 @@ def save(
     """``docker save`` into the export dir, checked, then the marker; ``live`` is told as
     bytes land (peers stream the bundle behind the save) and how it ended."""
     try:
-        marker = _save(engine, bundles, found, keep, live)
+        marker = _save(engine, bundles, found, live)
     except ImgsyncError as err:
         if live is not None:
             live.fail(f"source: {err}")
         raise
     if live is not None:
         live.finish(marker)
+    prune(bundles, marker, keep)  # after the peers are told: removing a big file takes time
     return marker
 
 
-def _save(
-    engine: Engine, bundles: BundleDir, found: Head, keep: int, live: LiveExport | None
-) -> Marker:
+def _save(engine: Engine, bundles: BundleDir, found: Head, live: LiveExport | None) -> Marker:
     reference, info = found.reference, found.info
     logger = log.get().bind(image=reference)
     full = no_room(
@@ -125,7 +124,6 @@ def _save(
     )
     bundles.write_marker(marker)
     logger.info("exported", version=version, image_id=info.id, bytes=archive.size)
-    prune(bundles, marker, keep)
     return marker
 
 
