@@ -17,7 +17,7 @@ from pathlib import Path
 from imgsync import log, payload
 from imgsync.config import PeerSettings
 from imgsync.link import IMAGE_ERRORS, PeerLink
-from imgsync.live import ExportFailed, LiveExport, LivePayload
+from imgsync.live import ExportFailed, LiveExport, LivePayload, LiveThinPayload, thin_streams
 from imgsync.model import (
     Action,
     HeldLayers,
@@ -165,23 +165,30 @@ def _send(
     started = time.monotonic()
     live = session.live.get(exported.reference)
     partial = inventory.partials.get(exported.bundle)
-    if live is not None and (omitted or partial or not session.link.streams or live.done):
+    if live is not None and (
+        partial
+        or not session.link.streams
+        or live.done
+        or not thin_streams(live.provisional, omitted)
+    ):
         exported, live = live.wait(session.stop), None  # the final marker, as exported
     if live is not None:
-        result.transfer = "full"
-        _stream(session, live, result)
+        _stream(session, live, result, omitted)
     else:
         _send_file(session, exported, partial, result, omitted)
     result.seconds += time.monotonic() - started
 
 
-def _stream(session: _Session, live: LiveExport, result: Result) -> None:
-    plan = live.provisional
-    log.get().info("streaming while it is exported", image=plan.reference)
+def _stream(session: _Session, live: LiveExport, result: Result, omitted: Omitted) -> None:
+    plan = replace(live.provisional, omitted=omitted)
+    result.transfer = "thin" if omitted else "full"
+    log.get().info("streaming while it is exported", image=plan.reference, transfer=result.transfer)
     advance = _progress(session, plan.reference, plan.size)
-    bundle = LivePayload(live, session.stop)
+    bundle = (
+        LiveThinPayload(live, omitted, session.stop) if omitted else LivePayload(live, session.stop)
+    )
     result.bytes_sent += session.link.send_bundle(bundle, plan, 0, advance)
-    final = replace(live.wait(session.stop), image_id=None)
+    final = replace(bundle.final, image_id=None)
     result.bytes_sent += session.link.send_marker(final)
 
 

@@ -78,18 +78,21 @@ def save(
     """``docker save`` into the export dir, checked, then the marker; ``live`` is told as
     bytes land (peers stream the bundle behind the save) and how it ended."""
     try:
-        marker = _save(engine, bundles, found, live)
+        marker, data_end = _save(engine, bundles, found, live)
     except ImgsyncError as err:
         if live is not None:
             live.fail(f"source: {err}")
         raise
     if live is not None:
-        live.finish(marker)
+        live.finish(marker, data_end)
     prune(bundles, marker, keep)  # after the peers are told: removing a big file takes time
     return marker
 
 
-def _save(engine: Engine, bundles: BundleDir, found: Head, live: LiveExport | None) -> Marker:
+def _save(
+    engine: Engine, bundles: BundleDir, found: Head, live: LiveExport | None
+) -> tuple[Marker, int]:
+    """The export, and where its tarball's data ends (before the end-of-archive blocks)."""
     reference, info = found.reference, found.info
     logger = log.get().bind(image=reference)
     full = no_room(
@@ -104,7 +107,9 @@ def _save(engine: Engine, bundles: BundleDir, found: Head, live: LiveExport | No
         with fsutil.atomic_writer(bundles.path / name, temp=temp) as handle:
             # one pass: written, hashed, and every layer checked against its diff ID
             sink = _Announcing(handle, live)
-            archive = saveformat.scan(StreamReader(engine.save(reference)), sink=sink.write)
+            archive = saveformat.scan(
+                StreamReader(engine.save(reference)), sink=sink.write, on_member=sink.member
+            )
             sink.flush()
             _check_saved(reference, info, archive)
     except StorageError as err:
@@ -124,12 +129,13 @@ def _save(engine: Engine, bundles: BundleDir, found: Head, live: LiveExport | No
     )
     bundles.write_marker(marker)
     logger.info("exported", version=version, image_id=info.id, bytes=archive.size)
-    return marker
+    return marker, archive.data_end
 
 
 class _Announcing:
-    """Writes what ``docker save`` streams; tells ``live`` each MiB (flushed first, so a
-    reader of the file finds every byte it is told of)."""
+    """Writes what ``docker save`` streams; tells ``live`` each MiB and each member once
+    its data is written (flushed first, so a reader of the file finds every byte it is
+    told of)."""
 
     def __init__(self, handle: BinaryIO, live: LiveExport | None) -> None:
         self._handle, self._live = handle, live
@@ -140,6 +146,11 @@ class _Announcing:
         self._written += len(data)
         if self._live is not None and self._written - self._told >= ANNOUNCE_EVERY:
             self.flush()
+
+    def member(self, member: saveformat.Member) -> None:
+        if self._live is not None:
+            self.flush()
+            self._live.member(member)
 
     def flush(self) -> None:
         if self._live is not None:

@@ -17,7 +17,7 @@ from imgsync import saveformat
 from imgsync.errors import StorageError, VerificationError
 
 CHUNK = 1024 * 1024
-_END_OF_ARCHIVE = b"\x00" * 1024
+END_OF_ARCHIVE = b"\x00" * 1024  # what a tarball cut out of another ends with
 
 
 class Payload(Protocol):
@@ -133,7 +133,7 @@ def thin(name: str, full: Path, positions: tuple[int, ...]) -> FilePayload:
                     ranges.append((info.offset, end))
     except (tarfile.TarError, OSError, KeyError, IndexError, TypeError, ValueError) as err:
         raise VerificationError(f"cannot cut a thin bundle out of {full.name}: {err}") from None
-    return FilePayload(name, full, tuple(ranges), _END_OF_ARCHIVE)
+    return FilePayload(name, full, tuple(ranges), END_OF_ARCHIVE)
 
 
 class StreamReader:

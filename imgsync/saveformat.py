@@ -63,14 +63,20 @@ class Archive:
     sha256: str
     size: int
     index_digests: tuple[str, ...] = ()  # OCI layout: the manifests index.json names
+    data_end: int = 0  # where the end-of-archive blocks start: the last member's end
 
     def absent_layers(self, image: SavedImage) -> tuple[int, ...]:
         """Positions of the image's layers that the tarball does not hold (thin bundles)."""
         return tuple(i for i, path in enumerate(image.layer_paths) if path not in self.members)
 
 
-def scan(source: Readable, sink: Callable[[memoryview], object] | None = None) -> Archive:
-    """Read a tarball once from ``source`` (forwarding its bytes to ``sink``)."""
+def scan(
+    source: Readable,
+    sink: Callable[[memoryview], object] | None = None,
+    on_member: Callable[[Member], None] | None = None,
+) -> Archive:
+    """Read a tarball once from ``source`` (forwarding its bytes to ``sink``, and each
+    regular member to ``on_member`` once its data has passed)."""
     cursor = tarstream.Cursor(source, sink)
     members: dict[str, Member] = {}
     small: dict[str, bytes] = {}
@@ -78,7 +84,10 @@ def scan(source: Readable, sink: Callable[[memoryview], object] | None = None) -
         # tarfile reads the headers; the data passes by it (tarstream)
         with tarfile.open(fileobj=cursor, mode="r:") as tar:  # type: ignore[call-overload]
             for info, data in tarstream.files(tar, cursor, SMALL):
-                members[info.name] = _member(info, data, small)
+                member = members[info.name] = _member(info, data, small)
+                if on_member is not None:
+                    on_member(member)
+            data_end = tar.offset
         cursor.drain()
     except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
         raise VerificationError(f"not a readable image tarball ({err})") from None
@@ -96,9 +105,8 @@ def scan(source: Readable, sink: Callable[[memoryview], object] | None = None) -
         index_digests = tuple(str(d["digest"]) for d in index.get("manifests") or ())
     except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as err:
         raise VerificationError(f"unreadable image manifest ({err!r})") from None
-    archive = Archive(
-        layout, images, members, cursor.digest.hexdigest(), cursor.size, index_digests
-    )
+    digest = cursor.digest.hexdigest()
+    archive = Archive(layout, images, members, digest, cursor.size, index_digests, data_end)
     for image in images:
         _check_layers(archive, image)
     return archive

@@ -5,6 +5,7 @@ one, and how the peer's verdict becomes the result. The lab proves the real link
 from __future__ import annotations
 
 import hashlib
+import io
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from imgsync import payload, saveformat
 from imgsync import peer as peer_mod
 from imgsync.config import Config, PeerSettings, peer_settings
 from imgsync.errors import ConnectError, HostKeyError, StorageError, TransportError
@@ -483,3 +485,31 @@ def test_a_connected_link_is_closed_when_the_source_export_fails_before_the_sele
             settings(), None, exports, tmp_path, threading.Event(), connect=lambda *_: link
         )
     assert link.closed and link.calls == []
+
+
+def test_an_update_is_streamed_thin_while_it_is_exported_and_is_the_thin_cut_of_the_export(
+    tmp_path: Path, markers: dict[str, Marker]
+) -> None:
+    web = markers["docker.io/acme/web:1"]
+    link, live, exports, (temp, data) = streaming_sync(tmp_path, web, streams=True)
+    link.held = {chain_ids(web.layers)[0]}  # the peer holds the base layer
+    thread, results = sync_in_thread(link, exports, [web.reference], tmp_path)
+    try:
+        with temp.open("wb") as out:  # the save: each member told once written
+
+            def landed(member: saveformat.Member) -> None:
+                out.flush()
+                live.member(member)
+
+            archive = saveformat.scan(io.BytesIO(data), sink=out.write, on_member=landed)
+            assert link.began.wait(5), "the thin upload waited for the export"
+        temp.rename(tmp_path / web.bundle)
+        live.finish(web, archive.data_end)
+    finally:
+        exports.finish({web.reference: web}, {})
+        thread.join(5)
+    cut = payload.thin(web.bundle, tmp_path / web.bundle, (0,))
+    assert [(s.omitted, s.data) for s in link.sent] == [((0,), b"".join(cut.chunks()))]
+    sent = link.markers[0]
+    assert (sent.size, sent.sha256, sent.omitted) == (cut.size, payload.sha256_of(cut), (0,))
+    assert (results[0].transfer, results[0].action) == ("thin", Action.LOADED)
