@@ -171,6 +171,7 @@ class Session:
         from imgsync.engine import Engine
         from imgsync.preload import Preload
 
+        engine = None
         try:
             engine = Engine(self._receiver_config().docker_host)
             if self._store is None:
@@ -180,11 +181,11 @@ class Session:
 
             log.get().warning("no load on arrival", bundle=name, error=str(err))
             self._store = "unreachable"
-            return None
-        if self._store != "classic":
+        if engine is not None and self._store == "classic":
+            return Preload(engine, name)
+        if engine is not None:
             engine.close()
-            return None
-        return Preload(engine, name)
+        return None
 
     def _skip(self, chunks: Iterator[bytes], unsized: bool) -> None:
         for _ in chunks:  # what is left of the file, up to its END

@@ -14,7 +14,7 @@ import pytest
 from imgsync import frames
 from imgsync.actions.session import Session
 from imgsync.config import ReceiverConfig
-from imgsync.errors import ConfigError, ExitCode
+from imgsync.errors import ConfigError, EngineError, ExitCode
 
 NOTE = b'{"not": "checked until apply"}'
 
@@ -147,3 +147,27 @@ def test_broken_framing_ends_the_session_with_a_protocol_error(
 ) -> None:
     with pytest.raises(frames.FrameError):
         converse(tmp_path, garbage)
+
+
+class StorelessEngine:
+    """An engine that answers, but not which image store it has."""
+
+    closed: list[bool] = []
+
+    def __init__(self, docker_host: str | None) -> None:
+        pass
+
+    def store(self) -> str:
+        raise EngineError("docker info failed")
+
+    def close(self) -> None:
+        self.closed.append(True)
+
+
+def test_an_engine_that_cannot_say_its_store_is_closed_and_the_bundle_received(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("imgsync.engine.Engine", StorelessEngine)
+    _, replies = converse(tmp_path, receive("a.tar", b"x" * 1024, load=True))
+    assert replies[1] == {"format": 1, "received": 1024}
+    assert StorelessEngine.closed == [True]
