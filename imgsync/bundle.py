@@ -50,6 +50,10 @@ class Scanned:
     signature: Signature
     archive: saveformat.Archive
 
+    def describes(self, stat: os.stat_result) -> bool:
+        """Whether the file ``stat`` is of is still the one scanned, unchanged."""
+        return self.signature == signature(stat)
+
 
 @dataclass
 class Received:
@@ -67,7 +71,7 @@ def verify(path: Path, marker: Marker, scanned: Scanned | None = None) -> savefo
     ``scanned``: the scan made as the bundle arrived, which spares reading it again."""
     name = marker.bundle
     stat = _sized(path, marker)
-    if scanned is not None and scanned.signature == signature(stat):
+    if scanned is not None and scanned.describes(stat):
         archive = scanned.archive
     else:
         archive = _scan_file(path, name)

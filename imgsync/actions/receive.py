@@ -158,7 +158,7 @@ def _digest(partial: Path, scanned: Scanned | None) -> tuple[int, str]:
         stat = partial.stat()
     except OSError as err:
         raise StorageError(f"cannot read {partial}: {err.strerror}") from None
-    if scanned is not None and scanned.signature == signature(stat):
+    if scanned is not None and scanned.describes(stat):
         return scanned.archive.size, scanned.archive.sha256
     digest, size = hash_file(partial)
     return size, digest
