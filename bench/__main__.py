@@ -1,4 +1,4 @@
-"""``sudo .venv/bin/python -m bench [--runs 3] [--quick] [--no-memory-case] ...``.
+"""``.venv/bin/python -m bench [--runs 3] [--quick] [--no-memory-case] ...``.
 
 Builds the lab (a source and 4 peers), runs every case on its links (loopback, 100 Mbit/s,
 100 Mbit/s + 20 ms RTT), each row ``--runs`` times, prints the tables, saves the raw
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_REFUSED
     if start_tree is not None:
         say(f"measuring {start_tree.describe()}")
-    command = "sudo .venv/bin/python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = ".venv/bin/python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     root = args.root or Path(tempfile.mkdtemp(prefix="imgsync-bench-", dir="/var/tmp"))
     started = time.monotonic()
     timings: dict[str, float] = {}

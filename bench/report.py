@@ -406,11 +406,9 @@ def document(data: dict[str, Any]) -> str:
         "highest in brackets.",
         "",
         "```sh",
-        "sudo .venv/bin/python -m bench                  # the full run: this page (~30 min "
-        "on 2 cores)",
-        "sudo .venv/bin/python -m bench --quick          # 100 MB, loopback only, 2 runs: "
-        "a smoke test",
-        "sudo .venv/bin/python -m bench --render RAW     # this page again from a raw file",
+        ".venv/bin/python -m bench                  # the full run: this page (~30 min on 2 cores)",
+        ".venv/bin/python -m bench --quick          # 100 MB, loopback only, 2 runs: a smoke test",
+        ".venv/bin/python -m bench --render RAW     # this page again from a raw file",
         "```",
         "",
         *this_run(data),
