@@ -32,7 +32,7 @@ from imgsync.model import RuntimeConfig, runtime_config
 
 Readable = tarstream.Readable
 SMALL = 1024 * 1024  # members up to this size are kept to read manifests and configs
-_SMALL_TOTAL = 64 * 1024 * 1024
+_SMALL_TOTAL = 16 * 1024 * 1024  # of JSON kept to read the manifests and configs
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,8 @@ def scan(
     try:
         # tarfile reads the headers; the data passes by it (tarstream)
         with tarfile.open(fileobj=cursor, mode="r:") as tar:  # type: ignore[call-overload]
-            for info, data in tarstream.files(tar, cursor, SMALL):
+            budget = tarstream.Budget(_SMALL_TOTAL)
+            for info, data in tarstream.files(tar, cursor, SMALL, budget):
                 member = members[info.name] = _member(info, data, small)
                 if on_member is not None:
                     on_member(member)
@@ -91,8 +92,6 @@ def scan(
         cursor.drain()
     except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
         raise VerificationError(f"not a readable image tarball ({err})") from None
-    if sum(len(data) for data in small.values()) > _SMALL_TOTAL:
-        raise VerificationError("too many small members for an image tarball")
     layout = "oci" if "oci-layout" in members else "legacy"
     try:
         index = json.loads(small["index.json"]) if layout == "oci" and "index.json" in small else {}

@@ -23,6 +23,8 @@ from imgsync.errors import StorageError
 
 CHUNK = 1024 * 1024
 HEADER_MAX = 16 * 1024 * 1024  # the longest read tarfile may ask for (a pax or long-name header)
+MAX_MEMBERS = 10_000  # a docker save tarball has a few per layer (at most 127 layers)
+INFLATE_STEP = 1024 * 1024  # the most a gzip member inflates to at a time
 _GZIP = b"\x1f\x8b"
 _ZSTD = b"\x28\xb5\x2f\xfd"
 _MAGIC = 4  # bytes that tell gzip and zstd data apart
@@ -96,13 +98,28 @@ class Cursor:
         return piece
 
 
+class Budget:
+    """What a scan may keep in memory of the metadata it reads, in bytes, across members."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+
+    def take(self, size: int) -> None:
+        self.left -= size
+        if self.left < 0:
+            raise tarfile.TarError("more JSON metadata than any image's: refused")
+
+
 class MemberData:
     """A regular member's data, fed in order: its sha256; gzip or zstd by its first bytes;
-    a gzip member's uncompressed sha256; the data itself when ``keep`` (small members)."""
+    a gzip member's uncompressed sha256 (inflated a step at a time: memory stays bounded
+    however far it inflates); the data itself when ``keep`` is a :class:`Budget` and it
+    starts as JSON does (the manifests and configs; never a layer)."""
 
-    def __init__(self, keep: bool) -> None:
+    def __init__(self, keep: Budget | None) -> None:
         self.digest = hashlib.sha256()
-        self.kept = bytearray() if keep else None
+        self._budget = keep
+        self.kept: bytearray | None = bytearray() if keep is not None else None
         self.compression: str | None = None
         self.content: Any = None  # sha256 of a gzip member's uncompressed data
         self._inflate: Any = None
@@ -110,8 +127,6 @@ class MemberData:
 
     def update(self, piece: memoryview) -> None:
         self.digest.update(piece)
-        if self.kept is not None:
-            self.kept += piece
         if self._head is not None:
             earlier = bytes(self._head)
             self._head += piece[:_MAGIC]
@@ -119,14 +134,14 @@ class MemberData:
                 return  # not told yet: decided with more data, or at the end
             self._decide()
             if earlier:
-                self._inflated(memoryview(earlier))
-        self._inflated(piece)
+                self._use(memoryview(earlier))
+        self._use(piece)
 
     def finish(self) -> None:
         if self._head is not None:  # shorter than the magic numbers
             data = bytes(self._head)
             self._decide()
-            self._inflated(memoryview(data))
+            self._use(memoryview(data))
 
     def _decide(self) -> None:
         head, self._head = bytes(self._head or b""), None
@@ -135,28 +150,43 @@ class MemberData:
             self._inflate, self.content = zlib.decompressobj(16 + zlib.MAX_WBITS), hashlib.sha256()
         elif head.startswith(_ZSTD):
             self.compression = "zstd"
+        if head.lstrip()[:1] not in (b"{", b"["):
+            self.kept = None  # not JSON: no manifest or config to read
 
-    def _inflated(self, piece: memoryview) -> None:
-        if self._inflate is not None:
-            self.content.update(self._inflate.decompress(piece))
+    def _use(self, piece: memoryview) -> None:
+        if self.kept is not None and self._budget is not None:
+            self._budget.take(len(piece))
+            self.kept += piece
+        if self._inflate is None:
+            return
+        data = self._inflate.decompress(piece, INFLATE_STEP)
+        while True:
+            self.content.update(data)
+            tail = self._inflate.unconsumed_tail
+            if not tail:
+                return
+            data = self._inflate.decompress(tail, INFLATE_STEP)
 
 
 Entry = tuple[tarfile.TarInfo, "MemberData"]
 
 
-def files(tar: tarfile.TarFile, cursor: Cursor, small: int) -> Iterator[Entry]:
+def files(tar: tarfile.TarFile, cursor: Cursor, small: int, budget: Budget) -> Iterator[Entry]:
     """Each regular member of ``tar`` (opened ``r:`` over ``cursor``) with its data,
-    once all of it has passed; members up to ``small`` bytes are kept."""
+    once all of it has passed; JSON members up to ``small`` bytes are kept, within
+    ``budget``. More than :data:`MAX_MEMBERS` entries: :class:`tarfile.TarError`."""
     pending: Entry | None = None
-    for info in tar:  # reading the next header passes the data of the one before
+    for count, info in enumerate(tar, 1):  # reading a header passes the data before it
         if pending is not None:
             pending[1].finish()
             yield pending
             pending = None
+        if count > MAX_MEMBERS:  # tarfile keeps every header it read
+            raise tarfile.TarError(f"more than {MAX_MEMBERS} members: not from docker save")
         if info.issparse():
             raise tarfile.TarError(f"{info.name} is a sparse file: not from docker save")
         if info.isfile():
-            data = MemberData(keep=info.size <= small)
+            data = MemberData(budget if info.size <= small else None)
             cursor.follow(info.size, data.update)  # tarfile just read its header
             pending = (info, data)
     if pending is not None:

@@ -3,17 +3,20 @@ against its digest before anything trusts it."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
-from collections.abc import Callable
+import tracemalloc
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from imgsync.errors import VerificationError
 from imgsync.model import runtime_config
-from imgsync.saveformat import scan
+from imgsync.saveformat import Member, scan
 
 from .tarballs import Image, layer_tar, legacy, oci, sha
 
@@ -194,3 +197,82 @@ def test_a_pax_header_of_64_mib_is_refused_before_it_is_read() -> None:
     header.type, header.size = tarfile.XHDTYPE, 64 * 1024 * 1024  # a pax header of 64 MiB
     with pytest.raises(VerificationError, match="no header of a tarball is that long"):
         scan(io.BytesIO(header.tobuf(tarfile.USTAR_FORMAT) + b"0" * 1024))
+
+
+class Generated:
+    """A tarball produced as it is read (no disk, no whole copy in memory)."""
+
+    def __init__(self, members: Iterator[tuple[str, Iterator[bytes], int]]) -> None:
+        self._blocks = self._tar(members)
+        self._rest = b""
+
+    @staticmethod
+    def _tar(members: Iterator[tuple[str, Iterator[bytes], int]]) -> Iterator[bytes]:
+        for name, data, size in members:
+            info = tarfile.TarInfo(name)
+            info.size = size
+            yield info.tobuf(tarfile.USTAR_FORMAT)
+            yield from data
+            yield b"\0" * (-size % 512)
+        yield b"\0" * 1024
+
+    def read(self, n: int = -1) -> bytes:
+        while len(self._rest) < n and (block := next(self._blocks, None)) is not None:
+            self._rest += block
+        data, self._rest = self._rest[:n], self._rest[n:]
+        return data
+
+
+def peak_of(func: Callable[[], object]) -> int:
+    """Peak bytes allocated while ``func`` runs."""
+    tracemalloc.start()
+    try:
+        func()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+MIB = 1024 * 1024
+
+
+def test_three_hundred_megabyte_json_members_are_refused_in_bounded_memory() -> None:
+    members = ((f"{i}.json", iter([b"{" + b" " * (MIB - 1)]), MIB) for i in range(300))
+
+    def scan_it() -> None:
+        with pytest.raises(VerificationError, match="more JSON metadata than any image"):
+            scan(Generated(members))
+
+    assert peak_of(scan_it) < 40 * MIB
+
+
+def test_a_gzip_layer_that_inflates_to_256_mib_is_hashed_in_bounded_memory() -> None:
+    inflated = 256 * MIB
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    blob = b"".join(packer.compress(bytes(MIB)) for _ in range(inflated // MIB))
+    blob += packer.flush()
+    seen: list[Member] = []
+
+    def scan_it() -> None:
+        with pytest.raises(VerificationError, match="no manifest"):
+            scan(
+                Generated(iter([("blobs/sha256/x", iter([blob]), len(blob))])),
+                on_member=seen.append,
+            )
+
+    assert peak_of(scan_it) < 40 * MIB
+    zeros = hashlib.sha256()
+    for _ in range(inflated // MIB):
+        zeros.update(bytes(MIB))
+    assert seen[0].content_sha256 == zeros.hexdigest()
+
+
+def test_a_tarball_of_twenty_thousand_members_is_refused_in_bounded_memory() -> None:
+    members = ((f"e{i}", iter([b""]), 0) for i in range(20_000))
+
+    def scan_it() -> None:
+        with pytest.raises(VerificationError, match="more than 10000 members"):
+            scan(Generated(members))
+
+    assert peak_of(scan_it) < 40 * MIB
