@@ -9,8 +9,10 @@ own) are translated at the adapter boundary (``engine``, ``transport``, ``state`
 
     ImgsyncError                 base; ``str(err)`` is one line for a human
     ├── ConfigError              the config file is missing, not TOML, or breaks the schema
+    ├── InvalidReference         not a tagged Docker image reference (also a ValueError,
+    │                            so the config schema reports it with its key path)
     ├── LockedError              another cycle holds this host's lock (``--no-wait``)
-    ├── Refused                  ``serve`` refused a request (actions/serve.py)
+    ├── Refused                  ``serve`` refused a request (imgsync/actions/serve.py)
     ├── StateError               the state DB is unreadable or has an unknown format
     ├── EngineError              the Docker engine refused or failed a request
     │   └── ImageNotFound        a reference is not present in that engine
@@ -100,6 +102,14 @@ class AuthError(TransportError):
 
 class RemoteCommandError(TransportError):
     pass
+
+
+class InvalidReference(ImgsyncError, ValueError):
+    exit_code = ExitCode.CONFIG
+
+
+class Refused(ImgsyncError):
+    exit_code = ExitCode.REFUSED
 
 
 class ProtocolError(RemoteCommandError):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+from imgsync.errors import InvalidReference as InvalidReference  # raised here; re-exported
+
 # From github.com/distribution/reference (regexp.go), written out.
 _ALNUM = r"[a-z0-9]+"
 _SEPARATOR = r"(?:[._]|__|[-]+)"
@@ -26,11 +28,6 @@ _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}
 
 _REFERENCE = re.compile(rf"(?P<name>{_NAME})(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?")
 _NAME_MAX = 255
-
-
-class InvalidReference(ValueError):
-    """A string that is not a tagged Docker image reference (a plain ValueError for
-    pydantic's benefit; the config loader reports it with its key path)."""
 
 
 def normalize(reference: str) -> str:

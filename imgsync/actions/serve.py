@@ -18,7 +18,7 @@ from __future__ import annotations
 import posixpath
 import shlex
 
-from imgsync.errors import ExitCode, ImgsyncError
+from imgsync.errors import Refused as Refused  # raised here; re-exported
 
 # apply's flags the source sends, with how many values each takes.
 _ALLOWED = {
@@ -36,10 +36,6 @@ _ALLOWED = {
 _HEAD_FLAGS = {"--config": 1, "-v": 0, "-vv": 0, "--verbose": 0}
 
 
-class Refused(ImgsyncError):
-    exit_code = ExitCode.REFUSED
-
-
 def apply_args(original: str | None) -> list[str]:
     """The ``apply`` arguments in an allowed request; raise :class:`Refused` otherwise."""
     if not original:
@@ -48,6 +44,8 @@ def apply_args(original: str | None) -> list[str]:
         words = shlex.split(original)
     except ValueError:
         raise Refused(f"refused {original[:80]!r}: not a command line") from None
+    if not words:
+        raise Refused("refused an empty command: this key runs imgsync's sync only")
     if "apply" not in words or posixpath.basename(words[0]) != "imgsync":
         raise Refused(f"refused {words[0][:80]!r}: this key may only run imgsync apply")
     split = words.index("apply")

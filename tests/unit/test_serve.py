@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from imgsync.actions.serve import Refused, apply_args
+from imgsync.errors import ExitCode, ImgsyncError, InvalidReference, ProtocolError
 
 
 @pytest.mark.parametrize(
@@ -27,6 +32,8 @@ def test_the_requests_a_sync_makes_pass_with_their_apply_arguments(request_line:
     [
         None,
         "",
+        "   ",
+        "\t\n",
         "sh",
         "bash -c 'imgsync apply'",
         "docker ps",
@@ -50,3 +57,16 @@ def test_the_requests_a_sync_makes_pass_with_their_apply_arguments(request_line:
 def test_everything_else_is_refused(request_line: str | None) -> None:
     with pytest.raises(Refused, match="refused"):
         apply_args(request_line)
+
+
+def test_a_blank_request_is_refused_by_the_cli_with_exit_4_and_no_traceback() -> None:
+    env = {**os.environ, "SSH_ORIGINAL_COMMAND": "   "}
+    argv = [sys.executable, "-m", "imgsync", "--config", "/nonexistent.toml", "serve"]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (ExitCode.REFUSED, "")
+    assert "refused" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("error", [Refused("x"), InvalidReference("x"), ProtocolError("x")])
+def test_every_error_a_request_can_raise_is_in_the_tree(error: Exception) -> None:
+    assert isinstance(error, ImgsyncError)  # main() prints it on one line, with its exit code
