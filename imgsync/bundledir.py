@@ -49,8 +49,11 @@ class BundleDir:
         return None if raw is None else marker.loads(raw, str(path))
 
     def marker_paths(self) -> Iterator[Path]:
+        """Every marker under its final name: never a ``.tmp-`` or ``.part-`` one still
+        being written (pathlib's ``*`` matches names that start with a dot)."""
         try:
-            yield from sorted(self.path.glob("*" + marker.SUFFIX))
+            paths = self.path.glob("*" + marker.SUFFIX)
+            yield from sorted(p for p in paths if not p.name.startswith("."))
         except OSError as err:
             raise StorageError(f"cannot list {self.path}: {err.strerror}") from None
 

@@ -69,3 +69,12 @@ def test_old_temp_files_go_and_young_ones_stay(tmp_path: Path) -> None:
     os.utime(old, (stamp, stamp))
     assert BundleDir(tmp_path).clean_temp(older_than=3600) == [old.name]
     assert young.exists() and not old.exists()
+
+
+def test_only_markers_under_their_final_names_are_markers(tmp_path: Path) -> None:
+    # one still arriving (.part-) and one being written (.tmp-) are not markers yet
+    for name in ["web_1.marker.json", ".part-db_1.marker.json", ".tmp-1a2b-api_1.marker.json"]:
+        (tmp_path / name).write_text("{")
+    inbox = BundleDir(tmp_path)
+    assert [p.name for p in inbox.marker_paths()] == ["web_1.marker.json"]
+    assert list(inbox.marker_signatures()) == ["web_1.marker.json"]
