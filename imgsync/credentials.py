@@ -35,7 +35,7 @@ def load_identity(peer: PeerSettings) -> paramiko.PKey:
         secret = passphrase.encode() if passphrase is not None else None
         # paramiko wants bytes here (its type stubs say str)
         return paramiko.PKey.from_path(path, password=secret)  # type: ignore[arg-type]
-    except paramiko.PasswordRequiredException:
+    except (paramiko.PasswordRequiredException, TypeError):  # TypeError: cryptography's
         raise AuthError(
             f"peer {peer.name}: identity file {path} is encrypted; set "
             "ssh.passphrase_credential and give the passphrase with systemd's LoadCredential="

@@ -52,27 +52,17 @@ def sync_peer(
     link from ``connect``; every image in ``images`` (``None``: the ones the source selects
     for it, told by ``exports`` once the first connection is made) gets a result."""
     log.bind(peer=peer.name)
-    logger = log.get()
     results: dict[str, Result] = {}
-    rng = random.Random()  # noqa: S311 -- jitter, not a secret
     mine = _Chosen(images, exports, peer.name, stop)
     try:
-        for attempt in range(peer.retries + 1):
-            try:
-                link = connect(peer, export_dir, stop)
-                _attempt(link, peer, mine, exports, export_dir, stop, results, progress)
-                break
-            except ImgsyncError as err:
-                final = isinstance(err, _PERMANENT) or attempt == peer.retries
-                if final or mine.none():
-                    tries = f" (after {attempt + 1} attempts)" if attempt else ""
-                    logger.error("peer failed", error=str(err), attempts=attempt + 1)
-                    _fail_pending(peer, mine.images(), exports, stop, results, f"{err}{tries}")
-                    break
-                wait = retry_delay(attempt, peer.retry_wait, rng)
-                logger.warning("peer attempt failed; retrying", error=str(err), retry_in=wait)
-                if stop.wait(wait):
-                    raise Cancelled(f"stopped while waiting to retry {peer.name}") from None
+        _with_retries(peer, mine, exports, export_dir, stop, results, progress, connect)
+    except Cancelled:
+        raise
+    except Exception as err:  # a bug: this peer fails alone (its trace at -vv)
+        log.get().debug("internal error", exc_info=True)
+        log.get().error("peer failed", error=f"internal error ({err!r})")
+        error = f"peer {peer.name}: internal error ({err!r}); its trace is logged at -vv"
+        _fail_pending(peer, mine.images(), exports, stop, results, error)
     finally:
         log.unbind("peer")
     done = [results[image] for image in mine.images() if image in results]
@@ -80,6 +70,36 @@ def sync_peer(
         for result in done:
             progress.finished(result)
     return done
+
+
+def _with_retries(
+    peer: PeerSettings,
+    mine: _Chosen,
+    exports: Exports,
+    export_dir: Path,
+    stop: threading.Event,
+    results: dict[str, Result],
+    progress: ProgressSink | None,
+    connect: Connect,
+) -> None:
+    logger = log.get()
+    rng = random.Random()  # noqa: S311 -- jitter, not a secret
+    for attempt in range(peer.retries + 1):
+        try:
+            link = connect(peer, export_dir, stop)
+            _attempt(link, peer, mine, exports, export_dir, stop, results, progress)
+            return
+        except ImgsyncError as err:
+            final = isinstance(err, _PERMANENT) or attempt == peer.retries
+            if final or mine.none():
+                tries = f" (after {attempt + 1} attempts)" if attempt else ""
+                logger.error("peer failed", error=str(err), attempts=attempt + 1)
+                _fail_pending(peer, mine.images(), exports, stop, results, f"{err}{tries}")
+                return
+            wait = retry_delay(attempt, peer.retry_wait, rng)
+            logger.warning("peer attempt failed; retrying", error=str(err), retry_in=wait)
+            if stop.wait(wait):
+                raise Cancelled(f"stopped while waiting to retry {peer.name}") from None
 
 
 class _Chosen:

@@ -513,3 +513,11 @@ def test_an_update_is_streamed_thin_while_it_is_exported_and_is_the_thin_cut_of_
     sent = link.markers[0]
     assert (sent.size, sent.sha256, sent.omitted) == (cut.size, payload.sha256_of(cut), (0,))
     assert (results[0].transfer, results[0].action) == ("thin", Action.LOADED)
+
+
+def test_a_bug_in_one_peer_fails_that_peers_images_and_nothing_else(
+    tmp_path: Path, markers: dict[str, Marker]
+) -> None:
+    results = run([TypeError("a bug")], markers, tmp_path)  # raised by the connect
+    assert {r.action for r in results.values()} == {Action.FAILED}
+    assert all("internal error (TypeError('a bug'))" in str(r.error) for r in results.values())

@@ -1,0 +1,25 @@
+"""The source's identity file: an encrypted one without a passphrase says how to give it."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from imgsync.config import Config, peer_settings
+from imgsync.credentials import load_identity
+from imgsync.errors import AuthError
+
+
+@pytest.mark.parametrize("kind", [["-t", "ed25519"], ["-t", "rsa", "-b", "2048", "-m", "PEM"]])
+def test_an_encrypted_key_without_a_passphrase_credential_says_how_to_give_one(
+    tmp_path: Path, kind: list[str]
+) -> None:
+    key = tmp_path / "id"
+    subprocess.run(["ssh-keygen", "-q", *kind, "-N", "secret", "-f", str(key)], check=True)
+    config = Config.model_validate(
+        {"peers": [{"name": "edge", "host": "192.0.2.1", "identity_file": str(key)}]}
+    )
+    with pytest.raises(AuthError, match=r"is encrypted; set ssh\.passphrase_credential"):
+        load_identity(peer_settings(config, config.peers[0]))
