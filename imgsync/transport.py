@@ -36,8 +36,17 @@ STDERR_KEPT = 64 * 1024  # what a session keeps of the peer's stderr, for error 
 _POLL = 0.2  # seconds: how often a waiting session looks at ``stop``
 OUTPUT_LIMIT = 4 * 1024 * 1024
 WINDOW = 16 * 1024 * 1024  # bytes in flight per channel: fills a fast link's pipe
-# Prefer AES-GCM where both sides offer it: the fastest cipher on hardware with AES-NI.
-_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
+# Only modern algorithms are offered (docs/config.md, "SSH algorithms"): AEAD or CTR
+# ciphers, AES-GCM first (the fastest with AES-NI); MACs computed over the ciphertext (ETM).
+# paramiko's key exchanges and host key types are all modern already (no SHA-1, no DSA).
+CIPHERS = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "aes128-ctr",
+    "aes192-ctr",
+    "aes256-ctr",
+)
+MACS = ("hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com")
 _TRANSPORT_ERRORS = (OSError, paramiko.SSHException, EOFError)
 
 
@@ -107,8 +116,11 @@ class SshSession:
             ) from None
         except _TRANSPORT_ERRORS as err:
             client.close()
+            why = str(err)
+            if why.startswith("Incompatible"):  # paramiko: no algorithm in common
+                why += ": it offers none of the SSH algorithms imgsync accepts (docs/config.md)"
             raise ConnectError(
-                f"peer {peer.name}: cannot connect to {peer.host}:{peer.port}: {err}"
+                f"peer {peer.name}: cannot connect to {peer.host}:{peer.port}: {why}"
             ) from None
         transport = client.get_transport()
         if transport is not None:
@@ -337,10 +349,9 @@ def _collect(channel: paramiko.Channel, deadline: float, stop: threading.Event) 
 
 
 def _fast_transport(sock: Any, **kwargs: Any) -> paramiko.Transport:
+    """A transport that offers only :data:`CIPHERS` and :data:`MACS`, in that order."""
     transport = paramiko.Transport(sock, **kwargs)
     options = transport.get_security_options()
-    offered = tuple(options.ciphers)
-    options.ciphers = tuple(c for c in _CIPHERS if c in offered) + tuple(
-        c for c in offered if c not in _CIPHERS
-    )
+    options.ciphers = tuple(c for c in CIPHERS if c in options.ciphers)
+    options.digests = tuple(m for m in MACS if m in options.digests)
     return transport
