@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING
 
 from imgsync.model import Action, ApplyOutcome, Report
+from imgsync.text import printable_text
 
 if TYPE_CHECKING:
     from imgsync.actions.dryrun import DryRun
@@ -45,7 +46,11 @@ def sync_lines(report: Report) -> list[str]:
     image_width = max((len(r.image) for r in report.results), default=5)
     lines = []
     for r in report.results:
-        detail = r.error if r.error else f"{human_bytes(r.bytes_sent)} in {r.seconds:.1f}s"
+        detail = (
+            printable_text(r.error)
+            if r.error
+            else f"{human_bytes(r.bytes_sent)} in {r.seconds:.1f}s"
+        )
         lines.append(
             f"{r.peer:<{peer_width}}  {r.image:<{image_width}}  {r.action.value:<9}  "
             f"{short(r.version):<12}  {detail}"
@@ -68,7 +73,7 @@ def apply_lines(outcomes: list[ApplyOutcome]) -> list[str]:
     width = max(len(o.image) for o in outcomes)
     return [
         f"{o.image:<{width}}  {o.action.value:<9}  {short(o.version):<12}  "
-        f"{o.error or f'{o.seconds:.1f}s'}"
+        f"{printable_text(o.error) if o.error else f'{o.seconds:.1f}s'}"
         for o in outcomes
     ]
 
@@ -78,7 +83,8 @@ def dry_run_lines(planned: DryRun) -> list[str]:
     peer_width = max((len(r.peer) for r in planned.results), default=4)
     image_width = max((len(r.image) for r in planned.results), default=5)
     for r in planned.results:
-        detail = r.error or (f"~{human_bytes(r.bytes)} ({r.transfer})" if r.transfer else "")
+        detail = printable_text(r.error) if r.error else ""
+        detail = detail or (f"~{human_bytes(r.bytes)} ({r.transfer})" if r.transfer else "")
         lines.append(f"{r.peer:<{peer_width}}  {r.image:<{image_width}}  {r.action:<11}  "
                      f"{short(r.version):<12}  {detail}".rstrip())  # fmt: skip
     total = sum(r.bytes for r in planned.results)

@@ -13,7 +13,6 @@ can write in the inbox (``inbox_writable``). Older peers say none of these.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +28,8 @@ from imgsync.model import (
     Inventory,
     PeerImage,
 )
+from imgsync.text import printable as printable  # re-exported
+from imgsync.text import printable_text as printable_text  # re-exported
 
 FORMAT = 1
 SESSION_PROTOCOL = 2  # the framed session (apply --session); 1: one command per step
@@ -106,19 +107,6 @@ def load_facts(raw: bytes) -> PeerFacts:
         inbox_writable=writable if isinstance(writable, bool) else None,
         inbox_free=free if type(free) is int and free >= 0 else None,
     )
-
-
-def printable(value: Any) -> str | None:
-    """A short printable string from a peer, or ``None``."""
-    if not isinstance(value, str) or not value:
-        return None
-    return re.sub(r"[^\x20-\x7e]", "?", value[:80])
-
-
-def printable_text(value: str, limit: int = 2000) -> str:
-    """A peer's message (an error, its last words) as one printable line of at most
-    ``limit`` characters: no terminal escapes reach the operator."""
-    return re.sub(r"[^\x20-\x7e]", "?", value[:limit])
 
 
 def load_inventory(raw: bytes) -> Inventory:
@@ -204,7 +192,7 @@ def load_apply(raw: bytes) -> list[ApplyOutcome]:
                 version=_version(item.get("version")),
                 action=action,
                 seconds=_seconds(seconds),
-                error=str(error)[:2000] if error is not None else None,
+                error=printable_text(str(error)) if error is not None else None,
                 missing_layers=item.get("missing_layers") is True,
             )
         )

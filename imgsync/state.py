@@ -17,6 +17,7 @@ from typing import Any
 from imgsync import fsutil
 from imgsync.errors import StateError
 from imgsync.model import Marker, Result
+from imgsync.text import printable_text
 
 FORMAT = 1
 _SCHEMA = """
@@ -162,7 +163,7 @@ class StateDB:
                     str(r.action),
                     r.bytes_sent,
                     r.seconds,
-                    r.error,
+                    printable_text(r.error) if r.error is not None else None,
                     now,
                 )
                 for r in rows

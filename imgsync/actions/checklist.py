@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from imgsync import hostkeys
 from imgsync.config import PeerSettings
 from imgsync.errors import ExitCode
+from imgsync.text import printable_text
 
 OK, FAIL, SKIPPED = "ok", "FAIL", "skipped"
 ITEMS = ("sshd", "host key", "key auth", "imgsync", "docker", "inbox")
@@ -159,7 +160,7 @@ def docker_fix(user: str, problem: str, setting: str) -> str:
 
 def clean(raw: bytes) -> str:
     """A peer's words, printable and not too long."""
-    return re.sub(r"[^\x20-\x7e]", "?", raw.decode("utf-8", "replace").strip()[:500])
+    return printable_text(raw.decode("utf-8", "replace").strip(), 500)
 
 
 def lines(checks: list[PeerCheck]) -> list[str]:

@@ -20,6 +20,7 @@ from imgsync import config as cfg
 from imgsync import selection
 from imgsync.output import human_bytes, short
 from imgsync.state import PairRecord, StateDB
+from imgsync.text import printable_text
 
 NEVER_REACHED = "never reached"
 NOT_EXPORTED = "not exported"
@@ -162,7 +163,7 @@ def _cells(row: Row) -> tuple[str, ...]:
     transfer = "-"
     if row.bytes_sent is not None:
         transfer = f"{human_bytes(row.bytes_sent)} in {row.seconds or 0.0:.1f}s"
-    error = " ".join((row.error or "-").split())  # one line, whatever the peer said
+    error = printable_text(" ".join((row.error or "-").split()))  # whatever the peer said
     when = iso_time(row.last_success) or "-"
     return (row.peer, row.image, version, current, when, transfer, error)
 
