@@ -30,6 +30,7 @@ from imgsync.errors import (
     TransportError,
 )
 from imgsync.signals import Cancelled
+from imgsync.text import printable_text
 
 SEND_CHUNK = 1024 * 1024
 STDERR_KEPT = 64 * 1024  # what a session keeps of the peer's stderr, for error messages
@@ -57,8 +58,9 @@ class CommandResult:
     stderr: bytes
 
     def last_error_line(self) -> str:
+        """The last line the command wrote to stderr, printable (text.py)."""
         lines = self.stderr.decode("utf-8", "replace").strip().splitlines()
-        return lines[-1] if lines else f"exit status {self.exit_status}"
+        return printable_text(lines[-1]) if lines else f"exit status {self.exit_status}"
 
 
 class SshSession:
@@ -260,10 +262,11 @@ class RemoteProcess:
                 raise self._lost(err) from None
 
     def stderr_tail(self) -> str:
-        """The last line the command wrote to stderr (after it ended: all it wrote)."""
+        """The last line the command wrote to stderr (after it ended: all it wrote),
+        printable (text.py)."""
         self._drain_stderr(wait=True)
         lines = self._stderr.decode("utf-8", "replace").strip().splitlines()
-        return lines[-1] if lines else ""
+        return printable_text(lines[-1]) if lines else ""
 
     def exit_status(self) -> int | None:
         return self._channel.recv_exit_status() if self._channel.exit_status_ready() else None

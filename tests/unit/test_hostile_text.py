@@ -12,6 +12,7 @@ from imgsync.actions import status
 from imgsync.config import Config
 from imgsync.model import Action, Report, Result
 from imgsync.state import PairRecord, StateDB
+from imgsync.transport import CommandResult
 
 HOSTILE = "load failed\x1b]0;owned\x07\x1b[2J\r\nfake: ok"
 
@@ -46,3 +47,8 @@ def test_status_prints_an_error_stored_raw_without_its_escapes() -> None:
     )  # fmt: skip
     printed = "\n".join(status.lines(status.build_rows(config, [raw], {})))
     assert "load failed" in printed and not {"\x1b", "\x07", "\r"} & set(printed)
+
+
+def test_a_commands_last_error_line_is_printable() -> None:
+    answer = CommandResult(1, b"", b"first\n" + HOSTILE.encode())
+    assert not {"\x1b", "\x07", "\r"} & set(answer.last_error_line())
