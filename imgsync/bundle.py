@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from imgsync import reference, saveformat
+from imgsync import fsutil, reference, saveformat
 from imgsync.errors import StorageError, VerificationError
 from imgsync.model import Marker
 
@@ -26,7 +26,7 @@ def hash_file(path: Path) -> tuple[str, int]:
     """Return ``(sha256 hex, size)`` of a file, read in 1 MiB chunks."""
     digest, size = hashlib.sha256(), 0
     try:
-        with path.open("rb") as handle:
+        with fsutil.open_regular(path) as handle:
             while chunk := handle.read(CHUNK):
                 digest.update(chunk)
                 size += len(chunk)
@@ -106,7 +106,7 @@ def _sized(path: Path, marker: Marker) -> os.stat_result:
     """The bundle's stat, once it is there with the marker's size."""
     name = marker.bundle
     try:
-        stat = path.stat()
+        stat = fsutil.lstat_regular(path)
     except FileNotFoundError:
         raise VerificationError(f"bundle {name} is missing") from None
     except OSError as err:
@@ -120,7 +120,7 @@ def _sized(path: Path, marker: Marker) -> os.stat_result:
 
 def _scan_file(path: Path, name: str) -> saveformat.Archive:
     try:
-        with path.open("rb") as handle:
+        with fsutil.open_regular(path) as handle:
             return saveformat.scan(handle)
     except VerificationError as err:
         raise VerificationError(f"bundle {name}: {err}") from None

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from imgsync import fsutil, marker
+from imgsync import fsutil, log, marker
 from imgsync.bundle import hash_file
 from imgsync.errors import StorageError
 from imgsync.model import Marker
@@ -62,8 +62,8 @@ class BundleDir:
         signatures = {}
         for path in self.marker_paths():
             try:
-                st = path.stat()
-            except FileNotFoundError:
+                st = fsutil.lstat_regular(path)
+            except (FileNotFoundError, fsutil.NotRegular):
                 continue
             except OSError as err:
                 raise StorageError(f"cannot read {path}: {err.strerror}") from None
@@ -98,7 +98,7 @@ class BundleDir:
         A bundle newer than ``current_bundle`` is never removed: it is a later version that
         landed meanwhile (its marker may still be on the way). Return the names removed."""
         try:
-            current_mtime = (self.path / current_bundle).stat().st_mtime_ns
+            current_mtime = (self.path / current_bundle).lstat().st_mtime_ns
         except OSError:
             current_mtime = None
         older = []
@@ -106,7 +106,7 @@ class BundleDir:
             if path.name == current_bundle:
                 continue
             try:
-                mtime = path.stat().st_mtime_ns
+                mtime = path.lstat().st_mtime_ns
                 if current_mtime is None or mtime <= current_mtime:
                     older.append((mtime, path))
             except FileNotFoundError:
@@ -138,7 +138,7 @@ class BundleDir:
             raise StorageError(f"cannot list {self.path}: {err.strerror}") from None
         for path in temps:
             try:
-                if now - path.stat().st_mtime >= older_than:
+                if now - path.lstat().st_mtime >= older_than:
                     fsutil.remove(path)
                     removed.append(path.name)
             except FileNotFoundError:
@@ -153,6 +153,10 @@ class BundleDir:
         for path in sorted(self.path.glob(fsutil.PARTIAL_PREFIX + "*")):
             try:
                 sha256, size = hash_file(path)
+            except fsutil.NotRegular as err:  # planted: a link, a FIFO; never ours
+                log.get().warning("not a partial upload; removed", error=str(err))
+                fsutil.remove(path)
+                continue
             except StorageError:
                 continue  # it went away (completed or cleaned) while we looked
             found[path.name.removeprefix(fsutil.PARTIAL_PREFIX)] = (size, sha256)
@@ -161,7 +165,7 @@ class BundleDir:
     @staticmethod
     def _read(path: Path, limit: int = marker.MAX_BYTES + 1) -> bytes | None:
         try:
-            with path.open("rb") as handle:
+            with fsutil.open_regular(path) as handle:
                 return handle.read(limit)
         except FileNotFoundError:
             return None

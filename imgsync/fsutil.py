@@ -1,14 +1,18 @@
 """Files written the one safe way: a temp name in the final folder, flushed, renamed.
 
 Temp names start with ``.tmp-`` so a crashed run's leftovers are recognisable and never
-mistaken for a bundle or a marker.
+mistaken for a bundle or a marker. Files in a folder others may write (the inbox) are
+opened only as the regular files they name (:func:`open_regular`, :func:`lstat_regular`):
+a symbolic link is never followed, and a FIFO or device is refused without blocking.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -21,6 +25,44 @@ PARTIAL_PREFIX = ".part-"  # an upload being received: kept when it breaks, to r
 
 def temp_name(final_name: str) -> str:
     return f"{TEMP_PREFIX}{secrets.token_hex(4)}-{final_name}"
+
+
+class NotRegular(StorageError):
+    """A name in the folder is a symbolic link, FIFO, device or folder: refused."""
+
+
+def open_regular(path: Path, write: bool = False) -> BinaryIO:
+    """``path`` opened for reading (``write``: reading and writing, created when missing)
+    only as the regular file it names; raise :class:`NotRegular` for anything else, and
+    ``OSError`` (``FileNotFoundError``…) as ``open`` does."""
+    flags = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # a FIFO cannot hang the open
+    flags |= os.O_RDWR | os.O_CREAT if write else os.O_RDONLY
+    try:
+        fd = os.open(path, flags, 0o640)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise NotRegular(f"{path} is a symbolic link: refused") from None
+        raise
+    try:
+        _require_regular(path, os.fstat(fd))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "r+b" if write else "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def lstat_regular(path: Path) -> os.stat_result:
+    """``path``'s own stat (never a link's target); :class:`NotRegular` unless a regular file."""
+    found = os.lstat(path)
+    _require_regular(path, found)
+    return found
+
+
+def _require_regular(path: Path, found: os.stat_result) -> None:
+    if not stat.S_ISREG(found.st_mode):
+        kind = "a symbolic link" if stat.S_ISLNK(found.st_mode) else "not a regular file"
+        raise NotRegular(f"{path} is {kind}: refused")
 
 
 def ensure_dir(path: Path, mode: int = 0o750) -> None:

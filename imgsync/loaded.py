@@ -76,7 +76,7 @@ def held_blobs(inbox: Path, present: set[str]) -> dict[str, str]:
 def _read_raw(inbox: Path) -> dict[str, object]:
     path = inbox / NAME
     try:
-        with path.open("rb") as handle:
+        with fsutil.open_regular(path) as handle:
             raw = handle.read(MAX_BYTES + 1)
     except FileNotFoundError:
         return {}

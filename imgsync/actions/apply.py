@@ -88,8 +88,8 @@ def _waiting(inbox: BundleDir, image: str) -> str | None:
     if current is None:
         return None
     try:
-        complete = inbox.bundle_path(current).stat().st_size == current.size
-    except OSError:
+        complete = fsutil.lstat_regular(inbox.bundle_path(current)).st_size == current.size
+    except (OSError, StorageError):
         return None
     return current.version if complete else None
 
@@ -226,7 +226,7 @@ def _adopt(
 def _load(engine: Engine, current: Marker, tarball: Path, before: str | None) -> None:
     log.get().info("loading", version=current.version, replaces=before)
     try:
-        with tarball.open("rb") as handle:
+        with fsutil.open_regular(tarball) as handle:
             engine.load(handle, f"{current.reference} ({current.bundle})")
     except OSError as err:
         raise StorageError(f"cannot read {tarball}: {err.strerror}") from None

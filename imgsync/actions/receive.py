@@ -100,10 +100,10 @@ def _write(
     tap: Callable[[bytes], None] | None,
 ) -> tuple[int, saveformat.Archive | None, os.stat_result]:
     try:
-        fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o640)
+        opened = fsutil.open_regular(partial, write=True)
     except OSError as err:
         raise StorageError(f"cannot write in {partial.parent}: {err.strerror}") from None
-    with os.fdopen(fd, "r+b") as out:
+    with opened as out:
         there = os.fstat(out.fileno()).st_size
         if offset > there:
             raise StorageError(
@@ -155,7 +155,7 @@ def seal(
 
 def _digest(partial: Path, scanned: Scanned | None) -> tuple[int, str]:
     try:
-        stat = partial.stat()
+        stat = fsutil.lstat_regular(partial)
     except OSError as err:
         raise StorageError(f"cannot read {partial}: {err.strerror}") from None
     if scanned is not None and scanned.describes(stat):
