@@ -5,6 +5,7 @@ unlocked, when it is encrypted, with a passphrase from systemd's credentials
 from __future__ import annotations
 
 import os
+import pwd
 import shlex
 import stat
 from pathlib import Path
@@ -20,11 +21,18 @@ CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
 def load_identity(peer: PeerSettings) -> paramiko.PKey:
     path = peer.identity_file
     try:
-        mode = os.stat(path).st_mode
+        found = os.stat(path)
     except FileNotFoundError:
         raise AuthError(f"peer {peer.name}: identity file {path} does not exist") from None
     except OSError as err:
         raise AuthError(f"peer {peer.name}: cannot read identity file {path}: {err}") from None
+    mode = found.st_mode
+    if found.st_uid != os.geteuid():  # as OpenSSH: a key is its user's own
+        user = _user_name(os.geteuid())
+        raise AuthError(
+            f"peer {peer.name}: identity file {path} belongs to uid {found.st_uid}, not to "
+            f"{user}, whom imgsync runs as; run: chown {user} {shlex.quote(path)}"
+        )
     if mode & 0o077:
         raise AuthError(
             f"peer {peer.name}: identity file {path} is readable by group or others "
@@ -60,3 +68,10 @@ def _passphrase(peer: PeerSettings) -> str | None:
         raise AuthError(
             f"peer {peer.name}: cannot read credential {name} in {folder}: {err.strerror}"
         ) from None
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)

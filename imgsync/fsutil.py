@@ -31,14 +31,14 @@ class NotRegular(StorageError):
     """A name in the folder is a symbolic link, FIFO, device or folder: refused."""
 
 
-def open_regular(path: Path, write: bool = False) -> BinaryIO:
-    """``path`` opened for reading (``write``: reading and writing, created when missing)
-    only as the regular file it names; raise :class:`NotRegular` for anything else, and
-    ``OSError`` (``FileNotFoundError``…) as ``open`` does."""
+def open_regular(path: Path, write: bool = False, mode: int = 0o640) -> BinaryIO:
+    """``path`` opened for reading (``write``: reading and writing, created with ``mode``
+    when missing) only as the regular file it names; raise :class:`NotRegular` for anything
+    else, and ``OSError`` (``FileNotFoundError``…) as ``open`` does."""
     flags = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # a FIFO cannot hang the open
     flags |= os.O_RDWR | os.O_CREAT if write else os.O_RDONLY
     try:
-        fd = os.open(path, flags, 0o640)
+        fd = os.open(path, flags, mode)
     except OSError as err:
         if err.errno == errno.ELOOP:
             raise NotRegular(f"{path} is a symbolic link: refused") from None

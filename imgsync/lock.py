@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,9 +25,10 @@ def cycle_lock(
     when it is taken; with ``stop``, waiting gives up (Cancelled) when stop is set."""
     fsutil.ensure_dir(path.parent)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        handle = fsutil.open_regular(path, write=True, mode=0o600)  # never through a link
     except OSError as err:
         raise StorageError(f"cannot open lock file {path}: {err.strerror}") from None
+    fd = handle.fileno()
     try:
         while not _try_lock(fd):
             if not wait:
@@ -43,7 +43,7 @@ def cycle_lock(
                 raise Cancelled("stopped while waiting for the cycle lock")
         yield
     finally:
-        os.close(fd)
+        handle.close()
 
 
 def _try_lock(fd: int) -> bool:

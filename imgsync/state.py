@@ -6,7 +6,6 @@ one that is not SQLite at all, is refused with :class:`StateError` and never wri
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -105,8 +104,7 @@ class StateDB:
         self.path = path
         fsutil.ensure_dir(path.parent, mode=0o750)
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            os.close(fd)
+            fsutil.open_regular(path, write=True, mode=0o600).close()  # never through a link
             self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._migrate()
@@ -114,6 +112,8 @@ class StateDB:
             raise StateError(f"state DB {path} is unusable: {err}") from None
         except OSError as err:
             raise StateError(f"state DB {path}: {err.strerror}") from None
+        except fsutil.NotRegular as err:
+            raise StateError(f"state DB {err}") from None
 
     def _migrate(self) -> None:
         (found,) = self._db.execute("PRAGMA user_version").fetchone()

@@ -52,7 +52,17 @@ def apply_args(original: str | None) -> list[str]:
     _check(words[1:split], _HEAD_FLAGS, words[0])
     args = words[split + 1 :]
     _check(args, _ALLOWED, "imgsync apply")
+    for name in _values(args, "--receive"):
+        if "/" in name or name.startswith(".") or "\0" in name:
+            raise Refused(f"refused imgsync apply --receive {name[:80]!r}: not a plain file name")
     return args
+
+
+def _values(args: list[str], flag: str) -> list[str]:
+    """The values ``flag`` is given in ``args`` (``--flag V`` or ``--flag=V``)."""
+    found = [word.split("=", 1)[1] for word in args if word.startswith(flag + "=")]
+    found += [args[i + 1] for i, word in enumerate(args[:-1]) if word == flag]
+    return found
 
 
 def _check(words: list[str], allowed: dict[str, int], program: str) -> None:

@@ -52,6 +52,9 @@ def test_the_requests_a_sync_makes_pass_with_their_apply_arguments(request_line:
         "imgsync --frob apply --json",
         "evil/imgsync-not apply",
         "imgsync apply 'unclosed",
+        "imgsync apply --receive ../etc/passwd --size 1",
+        "imgsync apply --receive=sub/dir.tar --size 1",
+        "imgsync apply --receive .part-x.tar --size 1",
     ],
 )
 def test_everything_else_is_refused(request_line: str | None) -> None:
