@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from imgsync import fsutil, reference, saveformat
 from imgsync.errors import StorageError, VerificationError
@@ -66,15 +67,25 @@ class Received:
 
 
 def verify(path: Path, marker: Marker, scanned: Scanned | None = None) -> saveformat.SavedImage:
-    """Raise :class:`VerificationError` naming the first way ``path`` differs from
-    ``marker``; return the image it holds when it is exactly what the marker describes.
-    ``scanned``: the scan made as the bundle arrived, which spares reading it again."""
+    """:func:`verify_open` of the bundle at ``path`` (opened as the file it names)."""
+    with open_bundle(path, marker) as handle:
+        return verify_open(handle, marker, scanned)
+
+
+def verify_open(
+    handle: BinaryIO, marker: Marker, scanned: Scanned | None = None
+) -> saveformat.SavedImage:
+    """Raise :class:`VerificationError` naming the first way the open bundle ``handle``
+    differs from ``marker``; return the image it holds when it is exactly what the marker
+    describes. ``scanned``: the scan made as the bundle arrived, which spares reading it
+    again while the file is still that one. apply loads from the same open file, so
+    nothing can swap it between the check and the load."""
     name = marker.bundle
-    stat = _sized(path, marker)
+    stat = _sized(handle, marker)
     if scanned is not None and scanned.describes(stat):
         archive = scanned.archive
     else:
-        archive = _scan_file(path, name)
+        archive = _scan_open(handle, name)
     if archive.sha256 != marker.sha256:
         raise VerificationError(
             f"bundle {name} has sha256 {archive.sha256[:16]}…, its marker says "
@@ -102,27 +113,31 @@ def verify(path: Path, marker: Marker, scanned: Scanned | None = None) -> savefo
     return image
 
 
-def _sized(path: Path, marker: Marker) -> os.stat_result:
-    """The bundle's stat, once it is there with the marker's size."""
-    name = marker.bundle
+def open_bundle(path: Path, marker: Marker) -> BinaryIO:
+    """The bundle at ``path``, opened as the regular file it names (never through a link)."""
     try:
-        stat = fsutil.lstat_regular(path)
+        return fsutil.open_regular(path)
     except FileNotFoundError:
-        raise VerificationError(f"bundle {name} is missing") from None
+        raise VerificationError(f"bundle {marker.bundle} is missing") from None
     except OSError as err:
         raise StorageError(f"cannot read {path}: {err.strerror}") from None
+
+
+def _sized(handle: BinaryIO, marker: Marker) -> os.stat_result:
+    """The open bundle's stat, once it has the marker's size."""
+    stat = os.fstat(handle.fileno())
     if stat.st_size != marker.size:
         raise VerificationError(
-            f"bundle {name} is {stat.st_size} bytes, its marker says {marker.size}"
+            f"bundle {marker.bundle} is {stat.st_size} bytes, its marker says {marker.size}"
         )
     return stat
 
 
-def _scan_file(path: Path, name: str) -> saveformat.Archive:
+def _scan_open(handle: BinaryIO, name: str) -> saveformat.Archive:
     try:
-        with fsutil.open_regular(path) as handle:
-            return saveformat.scan(handle)
+        handle.seek(0)
+        return saveformat.scan(handle)
     except VerificationError as err:
         raise VerificationError(f"bundle {name}: {err}") from None
     except OSError as err:
-        raise StorageError(f"cannot read {path}: {err.strerror}") from None
+        raise StorageError(f"cannot read {name}: {err.strerror}") from None

@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 from imgsync import bundle, fsutil, identity, loaded, log, saveformat
 from imgsync.bundle import Received
@@ -182,15 +183,15 @@ def _apply_marker(
                           image_id=held, moved_to=before)  # fmt: skip
         engine.tag(held, current.reference)
         return Action.RESTORED, before
-    tarball = inbox.bundle_path(current)
-    try:
-        saved = bundle.verify(tarball, current, received.scanned if received else None)
-        _check_held(engine, current)
-    except VerificationError:
-        inbox.remove(current)
-        raise
-    if not _adopt(engine, current, saved, arrived):
-        _load(engine, current, tarball, before)
+    with bundle.open_bundle(inbox.bundle_path(current), current) as tarball:
+        try:
+            saved = bundle.verify_open(tarball, current, received.scanned if received else None)
+            _check_held(engine, current)
+        except VerificationError:
+            inbox.remove(current)
+            raise
+        if not _adopt(engine, current, saved, arrived):
+            _load(engine, current, tarball, before)  # the very file just verified
     after = identity.inspect_or_none(engine, current.reference)
     if after is None or not identity.is_version(after, current, saved.runtime, engine.store()):
         if before is not None:
@@ -223,13 +224,13 @@ def _adopt(
     return True
 
 
-def _load(engine: Engine, current: Marker, tarball: Path, before: str | None) -> None:
+def _load(engine: Engine, current: Marker, tarball: BinaryIO, before: str | None) -> None:
     log.get().info("loading", version=current.version, replaces=before)
     try:
-        with fsutil.open_regular(tarball) as handle:
-            engine.load(handle, f"{current.reference} ({current.bundle})")
+        tarball.seek(0)
+        engine.load(tarball, f"{current.reference} ({current.bundle})")
     except OSError as err:
-        raise StorageError(f"cannot read {tarball}: {err.strerror}") from None
+        raise StorageError(f"cannot read {current.bundle}: {err.strerror}") from None
     except EngineError as err:
         if current.omitted:  # a store that cannot use a thin bundle (or lost a layer)
             raise MissingLayers(f"{err}; the full bundle is needed") from None

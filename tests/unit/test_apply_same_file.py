@@ -1,0 +1,66 @@
+"""apply loads the very file it verified: a bundle swapped under its name between the check
+and the load (here while apply asks the engine which layers it holds) changes nothing."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from imgsync.actions.apply import _apply_marker
+from imgsync.bundledir import BundleDir
+from imgsync.engine import ImageInfo
+from imgsync.errors import ImageNotFound
+from imgsync.model import Action, Marker, chain_ids
+
+from .tarballs import Image, layer_tar, legacy
+
+IMAGE = Image("acme/web:1", [layer_tar({"bin/sh": b"s" * 5000}), layer_tar({"app": b"a" * 900})])
+REF = "docker.io/acme/web:1"
+
+
+class SwappingEngine:
+    """Holds the base layer; renames ``swap_in`` over ``path`` when asked for its layers;
+    records what ``load`` read."""
+
+    def __init__(self, path: Path, swap_in: Path) -> None:
+        self.path, self.swap_in, self.loaded = path, swap_in, b""
+
+    def image_id(self, reference: str) -> str | None:
+        return None
+
+    def inspect(self, reference: str) -> ImageInfo:
+        if not self.loaded:
+            raise ImageNotFound(reference)
+        return ImageInfo(IMAGE.config_digest, IMAGE.diff_ids, 1)
+
+    def layer_chains(self) -> set[str]:
+        self.swap_in.replace(self.path)  # a concurrent writer, between check and load
+        return {chain_ids(IMAGE.diff_ids)[0]}
+
+    def load(self, tarball: BinaryIO, what: str) -> list[str]:
+        self.loaded = tarball.read()
+        return []
+
+    def store(self) -> str:
+        return "classic"
+
+    def image_ids(self) -> set[str]:
+        return {IMAGE.config_digest}
+
+    def tag(self, image_id: str, reference: str) -> None:
+        pass
+
+
+def test_the_bundle_loaded_is_the_one_verified_even_if_its_name_is_swapped(tmp_path: Path) -> None:
+    inbox = BundleDir(tmp_path)
+    thin = legacy(tmp_path / "web_1.tar", [IMAGE], omit={0})
+    data = thin.read_bytes()
+    marker = Marker(REF, IMAGE.config_digest, IMAGE.diff_ids, thin.name, len(data),
+                    hashlib.sha256(data).hexdigest(), "now", omitted=(0,))  # fmt: skip
+    hostile = tmp_path / "hostile"
+    hostile.write_bytes(b"x" * len(data))
+    engine: Any = SwappingEngine(thin, hostile)
+    action, _ = _apply_marker(engine, inbox, marker)
+    assert action is Action.LOADED
+    assert engine.loaded == data
