@@ -20,7 +20,7 @@ from imgsync.bundle import Scanned, hash_file, signature
 from imgsync.bundledir import BundleDir
 from imgsync.config import ReceiverConfig
 from imgsync.errors import StorageError, VerificationError
-from imgsync.plan import MARGIN_FIXED
+from imgsync.plan import MARGIN_FIXED, no_room
 from imgsync.saveformat import Readable
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.(?:tar|marker\.json)")
@@ -71,8 +71,13 @@ def receive_chunks(
     inbox = BundleDir(Path(receiver.inbox))
     inbox.create()
     partial = inbox.path / (fsutil.PARTIAL_PREFIX + name)
-    # a bundle still being exported may take the inbox's free space, less a margin
-    wanted = inbox.free_bytes() - MARGIN_FIXED if size is None else size - offset
+    # a bundle still being exported may take the inbox's free space, less a margin; one of
+    # a known size must fit (with that margin) before a byte is written
+    free = inbox.free_bytes()
+    wanted = free - MARGIN_FIXED if size is None else size - offset
+    full = no_room("inbox", str(inbox.path), name, wanted + MARGIN_FIXED, free)
+    if size is not None and full is not None:
+        raise StorageError(full)
     try:
         received, archive, stat = _write(
             partial, offset, chunks, wanted, scan and name.endswith(".tar"), tap

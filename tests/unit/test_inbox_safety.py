@@ -1,5 +1,6 @@
-"""Names in the inbox (which others may be able to write) are opened only as the regular
-files they name: a planted symbolic link is never followed, a FIFO never waited on."""
+"""The inbox (which others may be able to write) is used safely: names are opened only as the
+regular files they name — a planted symbolic link is never followed, a FIFO never waited
+on — and a file that cannot fit is refused before a byte of it is written."""
 
 from __future__ import annotations
 
@@ -71,3 +72,12 @@ def test_a_marker_that_is_a_link_is_refused(inbox: Path, tmp_path: Path) -> None
     bundles.marker_path(REF).symlink_to(elsewhere)
     with pytest.raises(StorageError, match="symbolic link"):
         bundles.read_marker(REF)
+
+
+def test_a_file_larger_than_the_inbox_has_room_for_is_refused_before_a_byte_is_written(
+    inbox: Path,
+) -> None:
+    receiver = ReceiverConfig(inbox=str(inbox), docker_host="unix:///nonexistent.sock")
+    with pytest.raises(StorageError, match="not enough space in inbox"):
+        receive.receive_chunks(receiver, "web_1.tar", 10**15, 0, iter([b"x" * 100]), scan=False)
+    assert list(inbox.iterdir()) == []
