@@ -29,6 +29,9 @@ def bundle_name(reference: str, version: str) -> str:
     return f"{file_stem(reference)}.{version.removeprefix('sha256:')[:12]}.tar"
 
 
+_BUNDLE = re.compile(r"(?P<stem>[^.][^/]*)\.[0-9a-f]{12}\.tar")  # bundle_name's form
+
+
 class BundleDir:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -146,6 +149,27 @@ class BundleDir:
             except OSError as err:
                 raise StorageError(f"cannot read {path}: {err.strerror}") from None
         return removed
+
+    def clean_orphans(self, older_than: float) -> list[str]:
+        """Remove bundles that no marker in the folder names by their stem (their marker
+        never came, or the reference is no longer synced) once older than ``older_than``
+        seconds; a bundle whose marker is on its way is seconds old. Return their names."""
+        now, removed = time.time(), []
+        try:
+            bundles = [p for p in self.path.iterdir() if _BUNDLE.fullmatch(p.name)]
+        except OSError as err:
+            raise StorageError(f"cannot list {self.path}: {err.strerror}") from None
+        for path in bundles:
+            stem = _BUNDLE.fullmatch(path.name).group("stem")  # type: ignore[union-attr]
+            if (self.path / (stem + marker.SUFFIX)).exists():
+                continue
+            try:
+                if now - path.lstat().st_mtime >= older_than:
+                    fsutil.remove(path)
+                    removed.append(path.name)
+            except FileNotFoundError:
+                continue
+        return sorted(removed)
 
     def partials(self) -> dict[str, tuple[int, str]]:
         """Each partial upload's final name, with its size and the sha256 of what is there."""

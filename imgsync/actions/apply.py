@@ -69,6 +69,7 @@ def inventory(receiver: ReceiverConfig, images: list[str], clean: bool = False) 
     if clean:
         inbox.clean_temp()
         inbox.clean_temp(older_than=PARTIAL_MAX_AGE, prefix=fsutil.PARTIAL_PREFIX)
+        inbox.clean_orphans(older_than=PARTIAL_MAX_AGE)
     exists = inbox.path.is_dir()
     records = loaded.read(inbox.path) if exists else {}
     with _engine(receiver) as engine:

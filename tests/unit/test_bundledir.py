@@ -78,3 +78,17 @@ def test_only_markers_under_their_final_names_are_markers(tmp_path: Path) -> Non
     inbox = BundleDir(tmp_path)
     assert [p.name for p in inbox.marker_paths()] == ["web_1.marker.json"]
     assert list(inbox.marker_signatures()) == ["web_1.marker.json"]
+
+
+def test_bundles_no_marker_names_go_once_a_day_old_and_the_others_stay(tmp_path: Path) -> None:
+    day_old = time.time() - 86400 - 60
+    for name in ["web_1.0123456789ab.tar", "gone_1.0123456789ab.tar", "new_1.0123456789ab.tar"]:
+        (tmp_path / name).write_bytes(b"x")
+    for name in ["web_1.0123456789ab.tar", "gone_1.0123456789ab.tar"]:
+        os.utime(tmp_path / name, (day_old, day_old))
+    (tmp_path / "web_1.marker.json").write_text("{}")
+    removed = BundleDir(tmp_path).clean_orphans(older_than=86400)
+    assert removed == ["gone_1.0123456789ab.tar"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "new_1.0123456789ab.tar", "web_1.0123456789ab.tar", "web_1.marker.json",
+    ]  # fmt: skip
