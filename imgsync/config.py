@@ -251,6 +251,7 @@ class ReceiverConfig(_Section):
     docker_host: StrictStr | None = None
     keep: Annotated[StrictInt, Field(ge=1, le=100)] = 1
     prune: StrictBool = False
+    allow: list[ImageSelector] | None = None  # only these images are loaded (None: any)
 
 
 class ScheduleConfig(_Section):

@@ -30,7 +30,7 @@ from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
-from imgsync import bundle, fsutil, identity, loaded, log, saveformat
+from imgsync import bundle, fsutil, identity, loaded, log, saveformat, selection
 from imgsync.bundle import Received
 from imgsync.bundledir import BundleDir, marker_name
 from imgsync.config import ReceiverConfig
@@ -40,6 +40,7 @@ from imgsync.errors import (
     ImgsyncError,
     MarkerError,
     MissingLayers,
+    Refused,
     StorageError,
     VerificationError,
 )
@@ -153,6 +154,7 @@ def _apply_one(
             raise
         image = current.reference
         log.bind(image=image)
+        _admit(inbox, path, current, receiver.allow)
         action, replaced = _apply_marker(engine, inbox, current, received.get(current.bundle))
         if replaced is not None and receiver.prune:
             _remove_replaced(engine, replaced)
@@ -245,6 +247,20 @@ def _blobs(saved: saveformat.SavedImage) -> dict[str, str]:
         return {}
     digests = ["sha256:" + path.rsplit("/", 1)[1] for path in paths]
     return dict(zip(chain_ids(saved.diff_ids), digests, strict=True))
+
+
+def _admit(inbox: BundleDir, path: Path, current: Marker, allow: list[str] | None) -> None:
+    """A marker is applied only under its own name and, with ``[receiver] allow``, for an
+    image the list names; otherwise it and its bundle are removed and the refusal said."""
+    why = None
+    if path.name != marker_name(current.reference):
+        why = f"marker {path.name} names {current.reference}, whose marker name differs"
+    elif allow is not None and not any(selection.match(s, current.reference) for s in allow):
+        why = f"{current.reference} is not allowed by [receiver] allow on this peer"
+    if why is not None:
+        fsutil.remove(path)
+        fsutil.remove(inbox.bundle_path(current))
+        raise Refused(f"refused: {why}")
 
 
 def _check_held(engine: Engine, current: Marker) -> None:
