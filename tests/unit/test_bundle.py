@@ -35,10 +35,11 @@ def saved_image(path: Path, tag: str = "acme/web:1", layer: bytes = b"layer-byte
     return Marker(tag, "sha256:" + config_hex, (diff_id,), path.name, size, sha256, "now")
 
 
-def test_a_true_bundle_verifies(tmp_path: Path) -> None:
+def test_a_true_bundle_verifies_and_names_the_image_it_holds(tmp_path: Path) -> None:
     path = tmp_path / "b.tar"
     marker = saved_image(path)
-    bundle.verify(path, marker)
+    image = bundle.verify(path, marker)
+    assert (image.config_digest, image.diff_ids) == (marker.version, marker.layers)
 
 
 def test_a_flipped_byte_is_caught_by_sha256(tmp_path: Path) -> None:

@@ -124,8 +124,10 @@ def test_interval_and_cron_are_exclusive(tmp_path: Path) -> None:
     assert any("either 'interval' or 'cron'" in p for p in problems(tmp_path, text))
 
 
-@pytest.mark.parametrize("command", ['""', '"imgsync \'unclosed"'])
-def test_apply_command_must_split_into_words(tmp_path: Path, command: str) -> None:
+@pytest.mark.parametrize(
+    "command", ['""', '"imgsync \'unclosed"', '"imgsync apply\\nid"', '"imgsync\\u0000apply"']
+)
+def test_apply_command_must_be_one_line_of_words_without_nul(tmp_path: Path, command: str) -> None:
     text = VALID.replace(
         'apply_command = "imgsync --config /etc/imgsync/imgsync.toml apply"',
         f"apply_command = {command}",

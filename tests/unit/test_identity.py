@@ -3,11 +3,13 @@ store (the ID is the version) and the containerd store (the ID is a manifest dig
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
+
+import pytest
 
 from imgsync import identity
 from imgsync.engine import Engine, ImageInfo
-from imgsync.errors import ImageNotFound
+from imgsync.errors import EngineError, ImageNotFound
 from imgsync.model import Marker, runtime_config
 
 V1, V2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
@@ -92,7 +94,13 @@ def test_no_version_is_held_when_no_candidate_exists_or_has_its_layers() -> None
     assert identity.held_version(engine(info(V1)), CURRENT, []) is None
 
 
-def test_inspect_or_none_answers_none_for_an_unknown_image() -> None:
-    held = engine(info(V1))
-    assert identity.inspect_or_none(held, V1) == info(V1)
-    assert identity.inspect_or_none(held, "acme/web:1") is None
+def test_inspect_or_none_answers_none_for_an_unknown_image_and_lets_other_errors_through() -> None:
+    assert identity.inspect_or_none(engine(info(V1)), "acme/web:1") is None
+
+    class Down:
+        def inspect(self, reference: str) -> ImageInfo:
+            raise EngineError("cannot reach Docker")
+
+    down: Any = Down()
+    with pytest.raises(EngineError, match="cannot reach Docker"):
+        identity.inspect_or_none(down, V1)
