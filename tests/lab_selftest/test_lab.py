@@ -115,6 +115,7 @@ def test_toml_writer_roundtrips() -> None:
     assert parsed == data
 
 
+@pytest.mark.lab  # starts daemons (sshd; the lab fixture: dockerd too)
 def test_rotate_host_key_changes_fingerprint(tmp_path: Path) -> None:
     _needs_lab()
     keys = tmp_path / "authorized_keys"
@@ -140,6 +141,7 @@ def test_rotate_host_key_changes_fingerprint(tmp_path: Path) -> None:
     assert server.pid is None
 
 
+@pytest.mark.lab  # starts daemons (sshd; the lab fixture: dockerd too)
 def test_image_has_layers_and_is_only_on_source(lab: Lab) -> None:
     ref = "lab/selftest-image:1"
     image_id = build_image(lab.source.client(), ref, [("a.bin", 2 * MiB), ("b.bin", 1)], seed=5)
@@ -154,6 +156,7 @@ def test_image_has_layers_and_is_only_on_source(lab: Lab) -> None:
     assert lab.source.image_id(ref) is None
 
 
+@pytest.mark.lab  # starts daemons (sshd; the lab fixture: dockerd too)
 def test_ssh_through_relay_and_known_hosts(lab: Lab) -> None:
     for peer in lab.peers:
         peer.relay.reset()
@@ -166,6 +169,7 @@ def test_ssh_through_relay_and_known_hosts(lab: Lab) -> None:
         assert f"[{peer.address}]:{peer.port} ssh-ed25519 " in lab.known_hosts.read_text()
 
 
+@pytest.mark.lab  # starts daemons (sshd; the lab fixture: dockerd too)
 def test_write_configs_schema(lab: Lab) -> None:
     other_inbox = str(lab.root / "p2" / "other-inbox")
     path = lab.write_configs(
@@ -193,6 +197,7 @@ def test_write_configs_schema(lab: Lab) -> None:
     assert receiver == {"inbox": other_inbox, "docker_host": lab.peers[1].docker.url}
 
 
+@pytest.mark.lab  # starts daemons (sshd; the lab fixture: dockerd too)
 def test_events_since(lab: Lab) -> None:
     ref = "lab/selftest-events:1"
     since = time.time()
