@@ -10,7 +10,6 @@ choice comes from ``random.Random(seed)`` so a failing run can be replayed.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -69,7 +68,11 @@ def settle(lab: Lab, allowed: dict[str, set[str]], timeout: float = 60) -> None:
     """Until no peer-side apply of the lab runs any more (a killed source does not stop the
     apply it started: it finishes its verified load), check old-or-new over and over."""
     deadline = time.monotonic() + timeout
-    time.sleep(0.2)  # an exec request already on its way to sshd starts its apply
+    # an exec request already on its way to sshd starts its apply before sshd closes that
+    # connection: once every relay has no connection left, every apply there is, has started
+    while any(p.relay.active_connections for p in lab.peers):
+        assert time.monotonic() < deadline, "a connection to a peer stayed open"
+        time.sleep(0.01)
     while True:
         old_or_new(lab, allowed)
         if not any(lab_applies(p) for p in lab.peers):
@@ -296,18 +299,6 @@ def test_a_damaged_or_hostile_inbox_is_refused_and_the_next_sync_heals_the_peer(
 
 
 # -- an upload that lands while the peer still applies the previous version -----------------
-def locked(path: Path) -> bool:
-    """Whether another process holds the flock on ``path``."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
 def test_a_bundle_that_lands_while_the_peer_applies_the_previous_one_is_kept(
     lab: Lab, tmp_path: Path
 ) -> None:
@@ -335,18 +326,19 @@ def test_a_bundle_that_lands_while_the_peer_applies_the_previous_one_is_kept(
 def race(lab: Lab, p1: Peer, image: str, exports: dict[str, Any], tmp_path: Path) -> None:
     land(lab, p1, image, tmp_path / "v2")
     first = subprocess.Popen(
-        lab.imgsync_argv("apply", "--json", "--image", image, config=p1.config_path),
+        lab.imgsync_argv("-v", "apply", "--json", "--image", image, config=p1.config_path),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while not locked(p1.inbox / ".imgsync-apply.lock"):
-            assert time.monotonic() < deadline and first.poll() is None, "apply never started"
-            time.sleep(0.01)
-        time.sleep(0.3)  # it has read v2's marker and is verifying or loading v2
+        assert first.stderr is not None
+        for line in first.stderr:  # its log: it has read v2's marker, verified it, and loads it
+            if '"event": "loading"' in line:
+                break
+        else:
+            raise AssertionError("the apply of v2 ended without loading")
         land(lab, p1, image, tmp_path / "v3")  # the next sync's upload: bundle, then marker
         assert first.poll() is None, "timing: the apply of v2 ended before v3 landed"
         out, err = first.communicate(timeout=120)
