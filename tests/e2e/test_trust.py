@@ -140,3 +140,29 @@ def test_a_key_the_peers_do_not_accept_fails_every_peer_naming_the_key(
     assert loads_since(lab, since) == {p.name: 0 for p in lab.peers}
     for peer in lab.peers:
         assert peer.docker.image_id(image) is None, peer.name
+
+
+def test_a_key_trusted_on_first_use_that_then_changes_is_refused_even_with_trust_on(
+    lab: Lab,
+) -> None:
+    image = "trust-tofu-change/web:1"
+    build(lab, image, seed=7230)
+    p2 = lab.peer("p2")
+    known_hosts_without(lab, "p2")
+    try:
+        lab.write_configs([image], peer_overrides={"p2": {"trust_unknown_hosts": True}})
+        assert sync_json(lab)[0] == 0  # first use: p2's key recorded
+        first = p2.docker.image_id(image)
+        new_id = build(lab, image, seed=7231)
+        new_key = p2.sshd.rotate_host_key()
+        p2.relay.reset()
+        code, report = sync_json(lab)
+        assert code == 1
+        assert actions(report) == {("p1", image): "loaded", ("p2", image): "failed"}
+        error = by_peer_image(report)[("p2", image)]["error"]
+        assert "CHANGED" in error and new_key in error
+        assert p2.docker.image_id(image) == first != new_id
+        assert p2.relay.bytes_up < 10_000, "nothing but the key exchange may reach the peer"
+        assert p2.sshd.public_key() not in recorded_keys(lab, p2)  # not trusted anew
+    finally:
+        lab.write_known_hosts()
