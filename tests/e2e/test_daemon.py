@@ -220,3 +220,26 @@ def test_systemd_hears_ready_status_watchdog_and_stopping(
         running.signal(signal.SIGTERM)
         hear("STOPPING=1", 10)
         assert running.process.wait(10) == 0
+
+
+def test_sighup_with_a_valid_config_takes_it_and_sigint_stops_the_daemon(
+    lab: Lab, daemon: Callable[..., Daemon]
+) -> None:
+    web, db = "daemon-hup-ok/web:1", "daemon-hup-ok/db:1"
+    web_id, db_id = build(lab, web, seed=110), build(lab, db, seed=111)
+    schedule = {"schedule": {"interval": "2s", "events": False}}
+    lab.write_configs([web], extra=schedule)
+    running = daemon()
+    wait_until(everywhere(lab, web, web_id), 30, "the cycle at start syncs web")
+    assert all(p.docker.image_id(db) is None for p in lab.peers)
+    lab.write_configs([web, db], extra=schedule)  # a valid new config: one more image
+    running.signal(signal.SIGHUP)
+    wait_until(
+        lambda: any(e["event"] == "config reloaded" for e in running.events()),
+        10,
+        "the reload is logged",
+    )
+    wait_until(everywhere(lab, db, db_id), 30, "a cycle with the new config syncs db")
+    running.signal(signal.SIGINT)
+    assert running.process.wait(15) == 0
+    assert running.events()[-1]["event"] == "daemon stopped"
