@@ -1,5 +1,6 @@
 """apply loads the very file it verified: a bundle swapped under its name between the check
-and the load (here while apply asks the engine which layers it holds) changes nothing."""
+and the load (here while apply asks the engine which layers it holds) changes nothing; and
+a load that does not yield the marker's version puts the previous image back (rollback)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import hashlib
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import pytest
+
 from imgsync.actions.apply import _apply_marker
 from imgsync.bundledir import BundleDir
 from imgsync.engine import ImageInfo
-from imgsync.errors import ImageNotFound
+from imgsync.errors import ImageNotFound, VerificationError
 from imgsync.model import Action, Marker, chain_ids
 
 from .tarballs import Image, layer_tar, legacy
@@ -64,3 +67,41 @@ def test_the_bundle_loaded_is_the_one_verified_even_if_its_name_is_swapped(tmp_p
     action, _ = _apply_marker(engine, inbox, marker)
     assert action is Action.LOADED
     assert engine.loaded == data
+
+
+class WrongLoad(SwappingEngine):
+    """Runs an older image under the tag; its load leaves the tag on an image that is not
+    the marker's version (other layers). Records the tags it is asked to move."""
+
+    OLD = "sha256:" + "0" * 64
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, path)
+        self.tags: list[tuple[str, str]] = []
+
+    def image_id(self, reference: str) -> str | None:
+        return self.OLD
+
+    def inspect(self, reference: str) -> ImageInfo:
+        if reference == REF and self.loaded:
+            return ImageInfo("sha256:" + "9" * 64, ("sha256:" + "8" * 64,), 1)
+        raise ImageNotFound(reference)
+
+    def layer_chains(self) -> set[str]:
+        return {chain_ids(IMAGE.diff_ids)[0]}
+
+    def tag(self, image_id: str, reference: str) -> None:
+        self.tags.append((image_id, reference))
+
+
+def test_a_load_that_does_not_yield_the_markers_version_puts_the_previous_image_back(
+    tmp_path: Path,
+) -> None:
+    thin = legacy(tmp_path / "web_1.tar", [IMAGE], omit={0})
+    data = thin.read_bytes()
+    marker = Marker(REF, IMAGE.config_digest, IMAGE.diff_ids, thin.name, len(data),
+                    hashlib.sha256(data).hexdigest(), "now", omitted=(0,))  # fmt: skip
+    engine: Any = WrongLoad(thin)
+    with pytest.raises(VerificationError, match="the previous image was kept"):
+        _apply_marker(engine, BundleDir(tmp_path), marker)
+    assert engine.tags == [(WrongLoad.OLD, REF)]
