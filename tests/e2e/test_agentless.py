@@ -42,10 +42,11 @@ def test_an_agentless_peer_gets_exact_images_once_and_then_new_versions(lab: Lab
     # zstd is what p1 gets; p2 cannot inflate it without imgsync, so it is sent raw
     lab.write_configs(images, peer_overrides=agentless_p2(lab, compression="zstd"))
 
+    p2 = lab.peer("p2")
+    p2.relay.reset()
     code, report = sync_json(lab, timeout=TIMEOUT)
     assert code == 0, report
     assert set(actions(report).values()) == {"loaded"}, report
-    p2 = lab.peer("p2")
     exported = BundleDir(Path(lab.export_dir))
     for ref, image_id in source_ids.items():
         assert p2.docker.image_id(ref) == image_id, ref
@@ -56,12 +57,16 @@ def test_an_agentless_peer_gets_exact_images_once_and_then_new_versions(lab: Lab
         assert result["version"] == image_id
         assert result["transfer"] == "full" and result["bytes_sent"] == marker.size
         assert leftovers(lab, ref) == [], "an agentless peer keeps no bundles"
+    bundles = sum(m.size for m in map(exported.read_marker, source_ids) if m is not None)
+    assert bundles <= p2.relay.bytes_up < bundles * 1.05 + 1024 * 1024  # raw: no zstd for p2
 
     since = time.time()
+    p2.relay.reset()
     code, report = sync_json(lab, timeout=TIMEOUT)
     assert code == 0, report
     assert set(actions(report).values()) == {"unchanged"}, report
     assert all(r["bytes_sent"] == 0 for r in report["results"])
+    assert p2.relay.bytes_up < 64 * 1024, "an unchanged agentless peer is only asked"
     assert p2.docker.events_since(since, "load") == []
 
     new_id = build(lab, images[0], seed=13002, size=3 * 1024 * 1024)
