@@ -447,6 +447,12 @@ QUOTED = [
     "the full bundle is needed",
     "another imgsync cycle is running on this host",
     "try again later or drop --no-wait to wait for it",
+    "belongs to uid",
+    "whom imgsync runs as; run: chown",
+    "it offers none of the SSH algorithms imgsync accepts (docs/config.md)",
+    "is not allowed by [receiver] allow on this peer",
+    "whose marker name differs",
+    "is a symbolic link: refused",
 ]
 
 
