@@ -134,42 +134,26 @@ class BundleDir:
     def clean_temp(self, older_than: float = 0.0, prefix: str = fsutil.TEMP_PREFIX) -> list[str]:
         """Remove temp files (or, by ``prefix``, partial uploads) older than ``older_than``
         seconds: what crashed or abandoned runs left."""
-        now, removed = time.time(), []
         try:
             temps = list(self.path.glob(prefix + "*"))
         except OSError as err:
             raise StorageError(f"cannot list {self.path}: {err.strerror}") from None
-        for path in temps:
-            try:
-                if now - path.lstat().st_mtime >= older_than:
-                    fsutil.remove(path)
-                    removed.append(path.name)
-            except FileNotFoundError:
-                continue
-            except OSError as err:
-                raise StorageError(f"cannot read {path}: {err.strerror}") from None
-        return removed
+        return _remove_older(temps, older_than)
 
     def clean_orphans(self, older_than: float) -> list[str]:
         """Remove bundles that no marker in the folder names by their stem (their marker
         never came, or the reference is no longer synced) once older than ``older_than``
         seconds; a bundle whose marker is on its way is seconds old. Return their names."""
-        now, removed = time.time(), []
         try:
-            bundles = [p for p in self.path.iterdir() if _BUNDLE.fullmatch(p.name)]
+            names = [_BUNDLE.fullmatch(p.name) for p in self.path.iterdir()]
         except OSError as err:
             raise StorageError(f"cannot list {self.path}: {err.strerror}") from None
-        for path in bundles:
-            stem = _BUNDLE.fullmatch(path.name).group("stem")  # type: ignore[union-attr]
-            if (self.path / (stem + marker.SUFFIX)).exists():
-                continue
-            try:
-                if now - path.lstat().st_mtime >= older_than:
-                    fsutil.remove(path)
-                    removed.append(path.name)
-            except FileNotFoundError:
-                continue
-        return sorted(removed)
+        orphans = [
+            self.path / name.group(0)
+            for name in names
+            if name is not None and not (self.path / (name["stem"] + marker.SUFFIX)).exists()
+        ]
+        return sorted(_remove_older(orphans, older_than))
 
     def partials(self) -> dict[str, tuple[int, str]]:
         """Each partial upload's final name, with its size and the sha256 of what is there."""
@@ -195,3 +179,19 @@ class BundleDir:
             return None
         except OSError as err:
             raise StorageError(f"cannot read {path}: {err.strerror}") from None
+
+
+def _remove_older(paths: list[Path], older_than: float) -> list[str]:
+    """Remove those of ``paths`` last changed ``older_than`` seconds ago or more (never
+    following a link); return their names."""
+    now, removed = time.time(), []
+    for path in paths:
+        try:
+            if now - path.lstat().st_mtime >= older_than:
+                fsutil.remove(path)
+                removed.append(path.name)
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            raise StorageError(f"cannot read {path}: {err.strerror}") from None
+    return removed

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from imgsync import log
@@ -52,54 +53,23 @@ def sync_peer(
     link from ``connect``; every image in ``images`` (``None``: the ones the source selects
     for it, told by ``exports`` once the first connection is made) gets a result."""
     log.bind(peer=peer.name)
-    results: dict[str, Result] = {}
-    mine = _Chosen(images, exports, peer.name, stop)
+    run = _PeerRun(peer, _Chosen(images, exports, peer.name, stop), exports, export_dir, stop,
+                   {}, progress)  # fmt: skip
     try:
-        _with_retries(peer, mine, exports, export_dir, stop, results, progress, connect)
+        _with_retries(run, connect)
     except Cancelled:
         raise
     except Exception as err:  # a bug: this peer fails alone (its trace at -vv)
         log.get().debug("internal error", exc_info=True)
         log.get().error("peer failed", error=f"internal error ({err!r})")
-        error = f"peer {peer.name}: internal error ({err!r}); its trace is logged at -vv"
-        _fail_pending(peer, mine.images(), exports, stop, results, error)
+        run.fail_pending(f"peer {peer.name}: internal error ({err!r}); its trace is logged at -vv")
     finally:
         log.unbind("peer")
-    done = [results[image] for image in mine.images() if image in results]
+    done = [run.results[image] for image in run.mine.images() if image in run.results]
     if progress is not None:
         for result in done:
             progress.finished(result)
     return done
-
-
-def _with_retries(
-    peer: PeerSettings,
-    mine: _Chosen,
-    exports: Exports,
-    export_dir: Path,
-    stop: threading.Event,
-    results: dict[str, Result],
-    progress: ProgressSink | None,
-    connect: Connect,
-) -> None:
-    logger = log.get()
-    rng = random.Random()  # noqa: S311 -- jitter, not a secret
-    for attempt in range(peer.retries + 1):
-        try:
-            link = connect(peer, export_dir, stop)
-            _attempt(link, peer, mine, exports, export_dir, stop, results, progress)
-            return
-        except ImgsyncError as err:
-            final = isinstance(err, _PERMANENT) or attempt == peer.retries
-            if final or mine.none():
-                tries = f" (after {attempt + 1} attempts)" if attempt else ""
-                logger.error("peer failed", error=str(err), attempts=attempt + 1)
-                _fail_pending(peer, mine.images(), exports, stop, results, f"{err}{tries}")
-                return
-            wait = retry_delay(attempt, peer.retry_wait, rng)
-            logger.warning("peer attempt failed; retrying", error=str(err), retry_in=wait)
-            if stop.wait(wait):
-                raise Cancelled(f"stopped while waiting to retry {peer.name}") from None
 
 
 class _Chosen:
@@ -120,25 +90,53 @@ class _Chosen:
         return self._images is not None and not self._images
 
 
-def _attempt(
-    link: PeerLink,
-    peer: PeerSettings,
-    mine: _Chosen,
-    exports: Exports,
-    export_dir: Path,
-    stop: threading.Event,
-    results: dict[str, Result],
-    progress: ProgressSink | None,
-) -> None:
+@dataclass
+class _PeerRun:
+    """One peer's part of one cycle: what its attempts share, and its results so far."""
+
+    peer: PeerSettings
+    mine: _Chosen
+    exports: Exports
+    export_dir: Path
+    stop: threading.Event
+    results: dict[str, Result]
+    progress: ProgressSink | None
+
+    def fail_pending(self, error: str) -> None:
+        _fail_pending(self.peer, self.mine.images(), self.exports, self.stop, self.results, error)
+
+
+def _with_retries(run: _PeerRun, connect: Connect) -> None:
+    peer, logger = run.peer, log.get()
+    rng = random.Random()  # noqa: S311 -- jitter, not a secret
+    for attempt in range(peer.retries + 1):
+        try:
+            _attempt(connect(peer, run.export_dir, run.stop), run)
+            return
+        except ImgsyncError as err:
+            final = isinstance(err, _PERMANENT) or attempt == peer.retries
+            if final or run.mine.none():
+                tries = f" (after {attempt + 1} attempts)" if attempt else ""
+                logger.error("peer failed", error=str(err), attempts=attempt + 1)
+                run.fail_pending(f"{err}{tries}")
+                return
+            wait = retry_delay(attempt, peer.retry_wait, rng)
+            logger.warning("peer attempt failed; retrying", error=str(err), retry_in=wait)
+            if run.stop.wait(wait):
+                raise Cancelled(f"stopped while waiting to retry {peer.name}") from None
+
+
+def _attempt(link: PeerLink, run: _PeerRun) -> None:
     """One session; the link is closed whatever happens (also when the source's export
     fails before it says which images this peer gets)."""
+    peer, results = run.peer, run.results
     try:
-        images = mine.images()
+        images = run.mine.images()
         if not images:
             return  # the source selects nothing for this peer
         inventory = link.inventory(images)  # while the source may still be exporting
         log.get().info("inventory", images=len(images))
-        markers, live, errors = exports.announced(stop)
+        markers, live, errors = run.exports.announced(run.stop)
         for image, error in errors.items():
             if image in images:
                 results[image] = Result(peer.name, image, None, Action.FAILED, error=error)
@@ -149,7 +147,7 @@ def _attempt(
         }
         try:
             known = link.recognise(todo, inventory)
-            serve(link, peer, todo, known, export_dir, results, progress, live, stop)
+            serve(link, peer, todo, known, run.export_dir, results, run.progress, live, run.stop)
         finally:
             for image in todo:
                 if image in results:
