@@ -25,6 +25,15 @@ def by_peer_image(report: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any
     return {(r["peer"], r["image"]): r for r in report["results"]}
 
 
+def failures(report: dict[str, Any]) -> list[str]:
+    """Each failed result as ``peer image: error`` (whole, for an assertion's message)."""
+    return [
+        f"{r['peer']} {r['image']}: {r['error']}"
+        for r in report.get("results", [])
+        if r.get("action") == "failed"
+    ]
+
+
 def actions(report: dict[str, Any]) -> dict[tuple[str, str], str]:
     return {key: r["action"] for key, r in by_peer_image(report).items()}
 
