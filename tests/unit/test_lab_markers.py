@@ -7,7 +7,8 @@ import ast
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parents[1]
-STARTS = ("lab", "SshServer", "DockerNode", "Lab")  # a fixture or a class that starts daemons
+# a fixture or a class that starts daemons
+STARTS = ("lab", "SshServer", "DockerNode", "Lab", "ServiceHost")
 
 
 def _marked(node: ast.FunctionDef, module_marked: bool) -> bool:
