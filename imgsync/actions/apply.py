@@ -38,6 +38,7 @@ from imgsync.engine import Engine
 from imgsync.errors import (
     EngineError,
     ImgsyncError,
+    LockedError,
     MarkerError,
     MissingLayers,
     Refused,
@@ -59,18 +60,17 @@ TEMP_MAX_AGE = 3600.0  # an inbox temp file younger than this may be an upload i
 PARTIAL_MAX_AGE = 86400.0  # a partial upload untouched this long will not be resumed
 WATCH_RETRY = 60.0  # --watch: a marker whose apply failed is tried again after this long
 WATCH_ERROR_WAIT = 5.0  # --watch: at least this long between polls after an error
+APPLY_LOCK = ".imgsync-apply.lock"  # held by every apply; an inventory cleans only around it
 
 
 def inventory(receiver: ReceiverConfig, images: list[str], clean: bool = False) -> Inventory:
     """What the engine runs under ``images``, what complete bundles and partial uploads
     wait in the inbox, and its free bytes. ``clean``: the source holds its cycle lock, so
-    temp files are leftovers; remove them first (and partial uploads a day old). Without
-    ``clean`` (a dry run) nothing is created or removed, not even a missing inbox."""
+    first remove what killed runs left (:func:`_clean`). Without ``clean`` (a dry run)
+    nothing is created or removed, not even a missing inbox."""
     inbox = _inbox(receiver) if clean else BundleDir(Path(receiver.inbox))
     if clean:
-        inbox.clean_temp()
-        inbox.clean_temp(older_than=PARTIAL_MAX_AGE, prefix=fsutil.PARTIAL_PREFIX)
-        inbox.clean_orphans(older_than=PARTIAL_MAX_AGE)
+        _clean(inbox)
     exists = inbox.path.is_dir()
     records = loaded.read(inbox.path) if exists else {}
     with _engine(receiver) as engine:
@@ -80,6 +80,19 @@ def inventory(receiver: ReceiverConfig, images: list[str], clean: bool = False) 
             inbox_free=inbox.free_bytes() if exists else None,
             partials=inbox.partials() if exists else {},
         )
+
+
+def _clean(inbox: BundleDir) -> None:
+    """Remove what killed runs left: every temp file when no apply holds the inbox (one
+    that does may be writing its load record through one), else those an hour old; partial
+    uploads and bundles no marker names once a day old."""
+    try:
+        with cycle_lock(inbox.path / APPLY_LOCK, wait=False):
+            inbox.clean_temp()
+    except LockedError:
+        inbox.clean_temp(older_than=TEMP_MAX_AGE)
+    inbox.clean_temp(older_than=PARTIAL_MAX_AGE, prefix=fsutil.PARTIAL_PREFIX)
+    inbox.clean_orphans(older_than=PARTIAL_MAX_AGE)
 
 
 def _waiting(inbox: BundleDir, image: str) -> str | None:
@@ -116,7 +129,7 @@ def _run(
 ) -> list[ApplyOutcome]:
     """Under the inbox lock: apply the markers of ``images`` (all when empty), limited to
     the marker names in ``only`` when given; stop between markers when ``stop`` is set."""
-    with cycle_lock(inbox.path / ".imgsync-apply.lock"), _engine(receiver) as engine:
+    with cycle_lock(inbox.path / APPLY_LOCK), _engine(receiver) as engine:
         stale = inbox.clean_temp(older_than=TEMP_MAX_AGE)
         if stale:
             log.get().info("stale temp files removed", inbox=str(inbox.path), removed=stale)
