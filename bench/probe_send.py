@@ -1,9 +1,9 @@
 """``python -m bench.probe_send CONFIG PEER FILE COMMAND...``: imgsync's own SSH transport
-(``imgsync.transport.SshSession``, paramiko, as ``imgsync sync`` sets it up) streaming FILE
+(``imgsync.adapters.transport.SshSession``, paramiko, as ``imgsync sync`` sets it up) streaming FILE
 into the stdin of COMMAND on PEER; prints ``{"seconds": …, "sent": …}``.
 
 ``python -m bench.probe_send --session CONFIG PEER FILE``: the path a sync's bundles take —
-the peer link (``imgsync.agent_link.AgentLink``: one SSH connection, the peer's
+the peer link (``imgsync.source.agent_link.AgentLink``: one SSH connection, the peer's
 ``apply --session``) receiving FILE into the peer's inbox as ``probe.marker.json`` (a name
 the peer neither scans nor loads: the transport and the write alone).
 
@@ -24,8 +24,8 @@ from pathlib import Path
 
 try:
     from imgsync import config as cfg
-    from imgsync import payload
-    from imgsync.transport import SshSession
+    from imgsync.adapters.transport import SshSession
+    from imgsync.bundle import payload
 except ImportError as err:  # imgsync's internals moved: say so, measure nothing else
     print(f"imgsync's transport is not where the probe looks: {err}", file=sys.stderr)
     sys.exit(3)
@@ -36,7 +36,7 @@ def session(argv: list[str]) -> int:
     try:
         import threading
 
-        from imgsync.agent_link import AgentLink
+        from imgsync.source.agent_link import AgentLink
 
         config = cfg.load(Path(config_path))
         table = next(p for p in config.peers if p.name == peer_name)

@@ -96,8 +96,8 @@ def sync(
     dry_run: bool,
 ) -> int:
     """Run one cycle: export what changed, send each peer what it lacks, apply it."""
-    from imgsync import output
     from imgsync.actions import sync as sync_action
+    from imgsync.render import results
 
     config = obj.load()
     if dry_run:
@@ -105,7 +105,7 @@ def sync(
         lines = (
             [json.dumps(planned.to_json_dict(), indent=2)]
             if as_json
-            else (output.dry_run_lines(planned))
+            else (results.dry_run_lines(planned))
         )
         for line in lines:
             click.echo(line)
@@ -116,7 +116,8 @@ def sync(
         report = sync_action.run(config, obj.config_path, options)
         _print_report(report, as_json)
         return ExitCode.OK if report.ok else ExitCode.FAILED
-    from imgsync import metrics, progress
+    from imgsync.adapters import metrics
+    from imgsync.render import progress
 
     stats = metrics.Metrics.resumed(config.metrics) if config.metrics.textfile else None
     console = progress.make_console() if live else None
@@ -138,9 +139,9 @@ def sync(
 
 
 def _print_report(report: Report, as_json: bool) -> None:
-    from imgsync import output
+    from imgsync.render import results
 
-    lines = [output.sync_json(report)] if as_json else output.sync_lines(report)
+    lines = [results.sync_json(report)] if as_json else results.sync_lines(report)
     for line in lines:
         click.echo(line)
 
@@ -171,7 +172,7 @@ def _terminal(stream: object) -> bool:
 @click.option("--offset", type=click.IntRange(0), default=0, help="With --receive: resume here.")
 @click.option(
     "--compression", type=click.Choice(["none", "zstd"]), default="none",
-    help="With --receive: stdin is zstd frames (imgsync.wire).",
+    help="With --receive: stdin is zstd frames (imgsync.bundle.wire).",
 )  # fmt: skip
 @click.option(
     "--session", is_flag=True,
@@ -205,11 +206,13 @@ def apply(
     """On a peer: load what landed in the inbox, verified, when it is new."""
     if session:
         return _session(obj)
-    from imgsync import output, peerfacts, protocol
+    from imgsync import protocol
     from imgsync.actions import apply as apply_action
-    from imgsync.actions import receive as receive_action
+    from imgsync.adapters.signals import install_stop_handlers
+    from imgsync.receiver import peerfacts
+    from imgsync.receiver import receive as receive_action
     from imgsync.reference import InvalidReference, normalize
-    from imgsync.signals import install_stop_handlers
+    from imgsync.render import results
 
     receiver = obj.receiver()
     try:
@@ -241,7 +244,7 @@ def apply(
     if as_json:
         click.echo(protocol.dump_apply(outcomes))
     else:
-        for line in output.apply_lines(outcomes):
+        for line in results.apply_lines(outcomes):
             click.echo(line)
     ok = all(o.error is None for o in outcomes)
     return ExitCode.OK if ok else ExitCode.FAILED
@@ -249,7 +252,7 @@ def apply(
 
 def _session(obj: _Context) -> int:
     """``apply --session``: hello first, then the config, logging and the rest."""
-    from imgsync.actions.session import Session
+    from imgsync.receiver.session import Session
 
     # The peer's side never speaks SSH itself: docker-py's optional ssh:// transport would
     # import paramiko (and invoke) for nothing, a quarter of the session's start-up.
@@ -311,7 +314,7 @@ def status(obj: _Context, as_json: bool) -> int:
 def check(obj: _Context) -> int:
     """Check every peer (SSH, host key, key, imgsync, Docker, inbox); say how to fix it."""
     from imgsync.actions import check as check_action
-    from imgsync.actions import checklist
+    from imgsync.render import checklist
 
     checks = check_action.run(obj.load(), obj.config_path)
     for line in checklist.lines(checks):

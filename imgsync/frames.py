@@ -7,7 +7,7 @@ bytes:
 - ``MESSAGE``: one JSON object (a request, a reply, the peer's hello), UTF-8;
 - ``DATA``: bytes of the file being received;
 - ``ZDATA``: the same, zstd-compressed: 4 bytes big-endian of the size it inflates to,
-  then one zstd frame (sent only where compressing pays, per chunk: :mod:`imgsync.wire`);
+  then one zstd frame (sent only where compressing pays, per chunk: :mod:`imgsync.bundle.wire`);
 - ``END``: the file is complete (length 0).
 
 No frame is longer than :data:`MAX_FRAME`, and a ``ZDATA`` frame inflates to at most

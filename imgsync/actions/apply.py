@@ -30,11 +30,15 @@ from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
-from imgsync import bundle, fsutil, identity, loaded, log, saveformat, selection
-from imgsync.bundle import Received
-from imgsync.bundledir import BundleDir, marker_name
+from imgsync import log
+from imgsync.adapters import fsutil
+from imgsync.adapters.lock import cycle_lock
+from imgsync.bundle import saveformat
+from imgsync.bundle.bundledir import BundleDir, marker_name
+from imgsync.bundle.verify import Received, open_bundle, verify_open
 from imgsync.config import ReceiverConfig
-from imgsync.engine import Engine
+from imgsync.engines import identity
+from imgsync.engines.docker import Engine
 from imgsync.errors import (
     EngineError,
     ImgsyncError,
@@ -45,7 +49,6 @@ from imgsync.errors import (
     StorageError,
     VerificationError,
 )
-from imgsync.lock import cycle_lock
 from imgsync.model import (
     Action,
     ApplyOutcome,
@@ -55,6 +58,8 @@ from imgsync.model import (
     PeerImage,
     chain_ids,
 )
+from imgsync.receiver import loaded
+from imgsync.source import selection
 
 TEMP_MAX_AGE = 3600.0  # an inbox temp file younger than this may be an upload in flight
 PARTIAL_MAX_AGE = 86400.0  # a partial upload untouched this long will not be resumed
@@ -199,9 +204,9 @@ def _apply_marker(
                           image_id=held, moved_to=before)  # fmt: skip
         engine.tag(held, current.reference)
         return Action.RESTORED, before
-    with bundle.open_bundle(inbox.bundle_path(current), current) as tarball:
+    with open_bundle(inbox.bundle_path(current), current) as tarball:
         try:
-            saved = bundle.verify_open(tarball, current, received.scanned if received else None)
+            saved = verify_open(tarball, current, received.scanned if received else None)
             _check_held(engine, current)
         except VerificationError:
             inbox.remove(current)

@@ -1,6 +1,6 @@
 """``imgsync check``: for every peer, in parallel, the checklist a sync depends on — each
 item ``ok`` or ``FAIL`` with a one-line detail, and for a failure the line that fixes it
-(the words are in :mod:`imgsync.actions.checklist`).
+(the words are in :mod:`imgsync.render.checklist`).
 
 A peer with the agent: ``sshd`` (TCP and an SSH banner), ``host key`` (known, unchanged),
 ``key auth``, ``imgsync`` (a bare ``apply --inventory`` answers: its version), ``docker``
@@ -9,8 +9,9 @@ agentless peer: the first three, then ``docker`` (its ``docker_command`` over SS
 items after a failure are ``skipped``: they cannot be told.
 
 ``check`` changes nothing: a ``trust_unknown_hosts`` peer is checked against a scratch copy
-of its known_hosts, and the peer only runs an inventory. :func:`imgsync.peerfacts.peer_facts`
-is the peer's half: what a bare inventory adds about the peer itself.
+of its known_hosts, and the peer only runs an inventory.
+:func:`imgsync.receiver.peerfacts.peer_facts` is the peer's half: what a bare inventory adds
+about the peer itself.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from imgsync import agentless, credentials, protocol
 from imgsync import config as cfg
-from imgsync.actions.checklist import (
+from imgsync import protocol
+from imgsync.adapters import credentials
+from imgsync.adapters.transport import SshSession, ssh_banner
+from imgsync.errors import AuthError, ConnectError, HostKeyError, TransportError
+from imgsync.render.checklist import (
     AGENTLESS_ITEMS,
     FAIL,
     IMGSYNC_FIX,
@@ -43,9 +47,8 @@ from imgsync.actions.checklist import (
     inbox_fix,
     sshd_fix,
 )
-from imgsync.errors import AuthError, ConnectError, HostKeyError, TransportError
-from imgsync.output import human_bytes
-from imgsync.transport import SshSession, ssh_banner
+from imgsync.render.results import human_bytes
+from imgsync.source import agentless
 
 
 def run(config: cfg.Config, config_path: Path) -> list[PeerCheck]:

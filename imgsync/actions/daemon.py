@@ -22,12 +22,14 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from imgsync import config as cfg
-from imgsync import log, metrics, progress, systemd
+from imgsync import log
 from imgsync.actions import sync as sync_action
+from imgsync.adapters import metrics, systemd
+from imgsync.adapters.signals import Cancelled, install_stop_handlers
 from imgsync.errors import ImgsyncError
 from imgsync.model import Action, Result
-from imgsync.signals import Cancelled, install_stop_handlers
-from imgsync.watcher import EventWatcher
+from imgsync.render import progress
+from imgsync.source.watcher import EventWatcher
 
 _JOB = "cycle"
 _TICK = 0.2

@@ -7,7 +7,7 @@ In the peer's ``authorized_keys``::
 sshd then runs ``serve`` whatever the source asked for, with the request in
 ``SSH_ORIGINAL_COMMAND``. Only what imgsync's own sync sends is let through: the peer's
 ``apply`` with the flags the source uses — ``--session`` (one process for the whole cycle,
-:mod:`imgsync.actions.session`), and the single steps older sources and ``check`` run
+:mod:`imgsync.receiver.session`), and the single steps older sources and ``check`` run
 (inventory, receive a file into the inbox, apply markers). The config is always serve's
 own, never one named in the request. A shell, any other program, SFTP, ``apply --watch``
 or any unknown flag is refused.

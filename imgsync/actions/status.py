@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from imgsync import config as cfg
-from imgsync import selection
-from imgsync.output import human_bytes, short
-from imgsync.state import PairRecord, StateDB
+from imgsync.adapters.state import PairRecord, StateDB
+from imgsync.render.results import human_bytes, short
+from imgsync.source import selection
 from imgsync.text import printable_text
 
 NEVER_REACHED = "never reached"

@@ -17,18 +17,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imgsync import config as cfg
-from imgsync import exports as exporting
 from imgsync import log
+from imgsync.adapters.lock import cycle_lock
+from imgsync.adapters.state import StateDB
 from imgsync.errors import ConfigError
-from imgsync.exports import Exports
-from imgsync.lock import cycle_lock
 from imgsync.model import Action, ProgressSink, Report, Result
-from imgsync.peer import sync_peer
 from imgsync.reference import normalize
-from imgsync.state import StateDB
+from imgsync.source import exports as exporting
+from imgsync.source.exports import Exports
+from imgsync.source.peer import sync_peer
 
 if TYPE_CHECKING:
-    from imgsync.actions.dryrun import DryRun
+    from imgsync.source.dryrun import DryRun
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def dry_run(
     config: cfg.Config, config_path: Path, images: tuple[str, ...], peers: tuple[str, ...]
 ) -> DryRun:
     """What a cycle would do, with nothing exported, sent, applied or recorded."""
-    from imgsync.actions import dryrun
+    from imgsync.source import dryrun
 
     source = cfg.require_source(config, config_path)
     wanted = _wanted_images(images, config_path)

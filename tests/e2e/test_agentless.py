@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from imgsync.bundledir import BundleDir
+from imgsync.bundle.bundledir import BundleDir
 from imgsync.reference import file_stem
 from lab import Lab
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from imgsync.bundledir import marker_name
+from imgsync.bundle.bundledir import marker_name
 from lab import Lab, Peer
 
 from .helpers import actions, build, sync_json

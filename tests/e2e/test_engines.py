@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from imgsync import saveformat
+from imgsync.bundle import saveformat
 from imgsync.model import runtime_config
 from lab import Lab, build_image
 from lab.cluster import ENGINE_26, ENGINE_HOST

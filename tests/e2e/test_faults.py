@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
-from imgsync.bundledir import BundleDir, marker_name
-from imgsync.engine import Engine
-from imgsync.export import export_image
+from imgsync.bundle.bundledir import BundleDir, marker_name
+from imgsync.engines.docker import Engine
+from imgsync.source.export import export_image
 from lab import Lab, Peer, build_image, retag
 
 from .helpers import actions, build, sync_json

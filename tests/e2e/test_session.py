@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from imgsync import frames
-from imgsync import marker as marker_module
-from imgsync.bundledir import BundleDir, marker_name
-from imgsync.engine import Engine
-from imgsync.export import export_image
+from imgsync.bundle import marker as marker_module
+from imgsync.bundle.bundledir import BundleDir, marker_name
+from imgsync.engines.docker import Engine
+from imgsync.source.export import export_image
 from lab import Lab, build_image
 from lab.cluster import Peer
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from imgsync.bundledir import BundleDir, marker_name
-from imgsync.engine import Engine
+from imgsync.bundle.bundledir import BundleDir, marker_name
+from imgsync.engines.docker import Engine
 from imgsync.errors import StorageError
-from imgsync.export import export_image
+from imgsync.source.export import export_image
 from lab import Lab
 
 from .helpers import actions, build, by_peer_image, receiver_configs, sync_json

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from imgsync import marker
-from imgsync.bundle import hash_file
-from imgsync.bundledir import marker_name
+from imgsync.bundle import marker
+from imgsync.bundle.bundledir import marker_name
+from imgsync.bundle.verify import hash_file
 from lab import Lab, build_image
 
 from .helpers import actions, by_peer_image, loads_since, receiver_configs, sync_json

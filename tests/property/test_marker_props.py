@@ -12,8 +12,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from imgsync import marker
-from imgsync.bundledir import BundleDir
+from imgsync.bundle import marker
+from imgsync.bundle.bundledir import BundleDir
 from imgsync.errors import MarkerError
 from imgsync.model import SHA256_HEX_RE, VERSION_RE, Marker
 from imgsync.reference import normalize

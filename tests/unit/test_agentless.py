@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from imgsync import agentless
+from imgsync.adapters.transport import CommandResult
 from imgsync.config import Config, PeerSettings, peer_settings
-from imgsync.delivery import serve
 from imgsync.errors import RemoteCommandError
 from imgsync.model import Action, Marker, Result
-from imgsync.transport import CommandResult
+from imgsync.source import agentless
+from imgsync.source.delivery import serve
 
 from . import tarballs
 
@@ -151,7 +151,7 @@ def exported(tmp_path: Path, sha: str | None = None) -> tuple[Marker, bytes]:
 
 
 def sync(shell: FakeShell, marker: Marker, tmp_path: Path) -> Result:
-    """One session through the agentless link, as :func:`imgsync.peer.sync_peer` runs it."""
+    """One session through the agentless link, as :func:`imgsync.source.peer.sync_peer` runs it."""
     results: dict[str, Result] = {}
     link = agentless.AgentlessLink(shell, peer(), tmp_path)
     todo = {REF: marker}

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from imgsync import identity
+from imgsync.engines import identity
 from imgsync.errors import VerificationError
 from imgsync.model import Marker, runtime_config
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from imgsync import transport
+from imgsync.adapters import transport
 from imgsync.config import Config, peer_settings
 from imgsync.errors import ConnectError
 

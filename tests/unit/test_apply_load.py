@@ -11,8 +11,8 @@ from typing import Any, BinaryIO
 import pytest
 
 from imgsync.actions.apply import _apply_marker
-from imgsync.bundledir import BundleDir
-from imgsync.engine import ImageInfo
+from imgsync.bundle.bundledir import BundleDir
+from imgsync.engines.docker import ImageInfo
 from imgsync.errors import ImageNotFound, VerificationError
 from imgsync.model import Action, Marker, chain_ids
 

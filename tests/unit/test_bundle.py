@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from imgsync import bundle
+from imgsync.bundle import verify
 from imgsync.errors import VerificationError
 from imgsync.model import Marker
 
@@ -31,14 +31,14 @@ def saved_image(path: Path, tag: str = "acme/web:1", layer: bytes = b"layer-byte
         _add(tar, "l1/layer.tar", layer)
         _add(tar, f"{config_hex}.json", config)
         _add(tar, "manifest.json", json.dumps(manifest).encode())
-    sha256, size = bundle.hash_file(path)
+    sha256, size = verify.hash_file(path)
     return Marker(tag, "sha256:" + config_hex, (diff_id,), path.name, size, sha256, "now")
 
 
 def test_a_true_bundle_verifies_and_names_the_image_it_holds(tmp_path: Path) -> None:
     path = tmp_path / "b.tar"
     marker = saved_image(path)
-    image = bundle.verify(path, marker)
+    image = verify.verify(path, marker)
     assert (image.config_digest, image.diff_ids) == (marker.version, marker.layers)
 
 
@@ -49,7 +49,7 @@ def test_a_flipped_byte_is_caught_by_sha256(tmp_path: Path) -> None:
     data[600] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(VerificationError, match="corrupted or tampered"):
-        bundle.verify(path, marker)
+        verify.verify(path, marker)
 
 
 def test_a_truncated_bundle_is_caught_by_size(tmp_path: Path) -> None:
@@ -57,7 +57,7 @@ def test_a_truncated_bundle_is_caught_by_size(tmp_path: Path) -> None:
     marker = saved_image(path)
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(VerificationError, match="its marker says"):
-        bundle.verify(path, marker)
+        verify.verify(path, marker)
 
 
 def test_a_bundle_carrying_another_tag_is_refused(tmp_path: Path) -> None:
@@ -67,7 +67,7 @@ def test_a_bundle_carrying_another_tag_is_refused(tmp_path: Path) -> None:
         "acme/web:1", true.version, true.layers, true.bundle, true.size, true.sha256, "now"
     )
     with pytest.raises(VerificationError, match=r"tagged \['acme/other:1'\]"):
-        bundle.verify(path, claimed)
+        verify.verify(path, claimed)
 
 
 def test_a_bundle_of_another_image_is_refused(tmp_path: Path) -> None:
@@ -83,13 +83,13 @@ def test_a_bundle_of_another_image_is_refused(tmp_path: Path) -> None:
         "now",
     )
     with pytest.raises(VerificationError, match="holds image"):
-        bundle.verify(path, claimed)
+        verify.verify(path, claimed)
 
 
 def test_a_missing_bundle_is_named(tmp_path: Path) -> None:
     marker = saved_image(tmp_path / "b.tar")
     with pytest.raises(VerificationError, match="is missing"):
-        bundle.verify(tmp_path / "gone.tar", marker)
+        verify.verify(tmp_path / "gone.tar", marker)
 
 
 def test_garbage_is_not_an_image_tarball(tmp_path: Path) -> None:
@@ -99,4 +99,4 @@ def test_garbage_is_not_an_image_tarball(tmp_path: Path) -> None:
     claimed = Marker(marker.reference, marker.version, marker.layers, "junk.tar",
                      path.stat().st_size, marker.sha256, "now")  # fmt: skip
     with pytest.raises(VerificationError, match="not a readable image tarball"):
-        bundle.verify(path, claimed)
+        verify.verify(path, claimed)

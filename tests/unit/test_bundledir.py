@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from imgsync.bundledir import BundleDir, bundle_name
+from imgsync.bundle.bundledir import BundleDir, bundle_name
 
 VERSIONS = ["sha256:" + str(n) * 64 for n in range(1, 6)]
 

@@ -6,10 +6,10 @@ import json
 from typing import Any
 
 from imgsync import protocol
-from imgsync.actions import checklist
-from imgsync.actions.checklist import FAIL, OK, SKIPPED, Item, PeerCheck
 from imgsync.config import Config, PeerSettings, peer_settings
 from imgsync.model import Inventory
+from imgsync.render import checklist
+from imgsync.render.checklist import FAIL, OK, SKIPPED, Item, PeerCheck
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHs0"
 NEW, OLD = "SHA256:newnewnew+/0", "SHA256:oldoldold+/1"

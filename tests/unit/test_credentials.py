@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from imgsync.adapters.credentials import load_identity
 from imgsync.config import Config, peer_settings
-from imgsync.credentials import load_identity
 from imgsync.errors import AuthError
 
 

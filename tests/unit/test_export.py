@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from imgsync import export, payload
-from imgsync.bundledir import BundleDir
-from imgsync.engine import ImageInfo
-from imgsync.live import LiveExport, LiveThinPayload, thin_streams
+from imgsync.bundle import payload
+from imgsync.bundle.bundledir import BundleDir
+from imgsync.engines.docker import ImageInfo
 from imgsync.model import Marker
+from imgsync.source import export
+from imgsync.source.live import LiveExport, LiveThinPayload, thin_streams
 
 from .tarballs import Image, layer_tar, legacy, oci
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from imgsync import fsutil
+from imgsync.adapters import fsutil
+from imgsync.adapters.state import StateDB
 from imgsync.errors import StateError
 from imgsync.model import Action, Result
-from imgsync.state import StateDB
 
 
 def test_an_interrupted_write_leaves_the_old_file_and_no_temp(tmp_path: Path) -> None:

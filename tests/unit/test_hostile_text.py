@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from imgsync import output, protocol
+from imgsync import protocol
 from imgsync.actions import status
+from imgsync.adapters.state import PairRecord, StateDB
+from imgsync.adapters.transport import CommandResult
 from imgsync.config import Config
 from imgsync.model import Action, Report, Result
-from imgsync.state import PairRecord, StateDB
-from imgsync.transport import CommandResult
+from imgsync.render import results
 
 HOSTILE = "load failed\x1b]0;owned\x07\x1b[2J\r\nfake: ok"
 
@@ -25,7 +26,7 @@ def test_a_peers_apply_report_is_read_without_its_escapes() -> None:
 
 def test_sync_prints_a_peers_error_without_its_escapes() -> None:
     failed = Result("edge", "acme/web:1", None, Action.FAILED, error=HOSTILE)
-    printed = "\n".join(output.sync_lines(Report([failed])))
+    printed = "\n".join(results.sync_lines(Report([failed])))
     assert "load failed" in printed and not {"\x1b", "\x07", "\r"} & set(printed)
 
 

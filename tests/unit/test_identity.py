@@ -7,8 +7,8 @@ from typing import Any, cast
 
 import pytest
 
-from imgsync import identity
-from imgsync.engine import Engine, ImageInfo
+from imgsync.engines import identity
+from imgsync.engines.docker import Engine, ImageInfo
 from imgsync.errors import EngineError, ImageNotFound
 from imgsync.model import Marker, runtime_config
 

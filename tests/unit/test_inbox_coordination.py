@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from imgsync import fsutil
 from imgsync.actions import apply
+from imgsync.adapters import fsutil
+from imgsync.adapters.lock import cycle_lock
 from imgsync.config import ReceiverConfig
-from imgsync.lock import cycle_lock
 
 
 class NoImages:

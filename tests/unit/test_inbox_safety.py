@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from imgsync.actions import receive
-from imgsync.bundle import verify
-from imgsync.bundledir import BundleDir
+from imgsync.bundle.bundledir import BundleDir
+from imgsync.bundle.verify import verify
 from imgsync.config import ReceiverConfig
 from imgsync.errors import StorageError
 from imgsync.model import Marker
+from imgsync.receiver import receive
 
 REF = "docker.io/acme/web:1"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from imgsync import loaded
 from imgsync.errors import StorageError
+from imgsync.receiver import loaded
 
 V1, V2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64  # versions (config digests)
 ID_A, ID_B, ID_C = ("sha256:" + c * 64 for c in "abc")  # containerd image IDs

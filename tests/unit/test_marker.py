@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from imgsync import marker
+from imgsync.bundle import marker
 from imgsync.errors import MarkerError
 from imgsync.model import Marker
 

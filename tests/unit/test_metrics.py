@@ -21,11 +21,11 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from imgsync import progress
+from imgsync.adapters.metrics import Endpoint, Metrics, split_listen
 from imgsync.config import MetricsConfig
 from imgsync.errors import ConfigError
-from imgsync.metrics import Endpoint, Metrics, split_listen
 from imgsync.model import Action, Report, Result
+from imgsync.render import progress
 
 V = "sha256:" + "a" * 64
 
@@ -247,7 +247,8 @@ def test_tee_tells_every_sink_and_drops_the_missing_ones() -> None:
 
 CHILD = """
 import logging, sys, time
-from imgsync import log, progress
+from imgsync import log
+from imgsync.render import progress
 from imgsync.model import Action, Result
 if sys.argv[1:] == ["unguarded"]:  # to see what the guard prevents: lines glued to bars
     import contextlib

@@ -1,4 +1,4 @@
-"""One peer's cycle (imgsync.peer) through a fake peer link: what is asked, sent and applied,
+"""One peer's cycle (imgsync.source.peer) through a fake peer link: what is asked, sent and applied,
 when it is retried, where an upload resumes, when a thin bundle is followed by the full
 one, and how the peer's verdict becomes the result. The lab proves the real links."""
 
@@ -14,13 +14,11 @@ from typing import Any
 
 import pytest
 
-from imgsync import payload, saveformat
-from imgsync import peer as peer_mod
+from imgsync.adapters.signals import Cancelled
+from imgsync.bundle import payload, saveformat
+from imgsync.bundle.payload import Payload
 from imgsync.config import Config, PeerSettings, peer_settings
 from imgsync.errors import ConnectError, HostKeyError, StorageError, TransportError
-from imgsync.exports import Exports
-from imgsync.link import Advance
-from imgsync.live import LiveExport
 from imgsync.model import (
     Action,
     ApplyOutcome,
@@ -31,8 +29,10 @@ from imgsync.model import (
     Result,
     chain_ids,
 )
-from imgsync.payload import Payload
-from imgsync.signals import Cancelled
+from imgsync.source import peer as peer_mod
+from imgsync.source.exports import Exports
+from imgsync.source.link import Advance
+from imgsync.source.live import LiveExport
 
 from .tarballs import Image, layer_tar, legacy
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from imgsync.model import Action, Report, Result
-from imgsync.output import sync_json, sync_lines
+from imgsync.render.results import sync_json, sync_lines
 
 V1 = "sha256:" + "1" * 64
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from imgsync.delivery import thin_for_store
 from imgsync.model import HeldLayers, Marker, chain_ids
 from imgsync.plan import PlanItem, Step
+from imgsync.source.delivery import thin_for_store
 
 from .tarballs import Image, layer_tar, legacy, oci, sha
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from imgsync.bundle.saveformat import Member, scan
 from imgsync.errors import VerificationError
 from imgsync.model import runtime_config
-from imgsync.saveformat import Member, scan
 
 from .tarballs import Image, layer_tar, legacy, oci, sha
 

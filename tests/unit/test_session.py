@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from imgsync import frames
-from imgsync.actions.session import Session
 from imgsync.config import ReceiverConfig
 from imgsync.errors import ConfigError, EngineError, ExitCode
+from imgsync.receiver.session import Session
 
 NOTE = b'{"not": "checked until apply"}'
 
@@ -167,7 +167,7 @@ class StorelessEngine:
 def test_an_engine_that_cannot_say_its_store_is_closed_and_the_bundle_received(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("imgsync.engine.Engine", StorelessEngine)
+    monkeypatch.setattr("imgsync.engines.docker.Engine", StorelessEngine)
     _, replies = converse(tmp_path, receive("a.tar", b"x" * 1024, load=True))
     assert replies[1] == {"format": 1, "received": 1024}
     assert StorelessEngine.closed == [True]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from imgsync.adapters.lock import cycle_lock
+from imgsync.adapters.state import StateDB
 from imgsync.errors import StateError, StorageError
-from imgsync.lock import cycle_lock
-from imgsync.state import StateDB
 
 
 def test_a_state_db_that_is_a_link_is_refused_and_its_target_left_alone(tmp_path: Path) -> None:

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from imgsync.actions import status
+from imgsync.adapters.state import PairRecord, StateDB
 from imgsync.config import Config
 from imgsync.model import Action, Marker, Result
-from imgsync.state import PairRecord, StateDB
 
 WEB, WORKER, OLD_APP = "acme/web:1", "acme/worker:1", "acme/old:1"
 V1, V2, V3 = ("sha256:" + c * 64 for c in "123")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from imgsync import systemd
+from imgsync.adapters import systemd
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from imgsync.untag import UntagError, Untagger
+from imgsync.bundle.untag import UntagError, Untagger
 
 from .tarballs import Image, layer_tar, legacy, oci
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from imgsync.watcher import is_relevant
+from imgsync.source.watcher import is_relevant
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from imgsync import payload, wire
+from imgsync.bundle import payload, wire
 from imgsync.config import parse_rate
 from imgsync.errors import StorageError, VerificationError
 

@@ -1,0 +1,1 @@
+"""What travels: save formats, payloads, verification, the bundle dir, markers, wire encoding."""

@@ -1,0 +1,1 @@
+"""What runs images, behind one interface: Docker today (docker-py is imported only here)."""

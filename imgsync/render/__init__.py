@@ -1,0 +1,1 @@
+"""Every output: results (human, JSON), progress, checklists."""
