@@ -209,8 +209,6 @@ def apply(
     from imgsync import protocol
     from imgsync.actions import apply as apply_action
     from imgsync.adapters.signals import install_stop_handlers
-    from imgsync.receiver import peerfacts
-    from imgsync.receiver import receive as receive_action
     from imgsync.reference import InvalidReference, normalize
     from imgsync.render import results
 
@@ -222,25 +220,19 @@ def apply(
     if receive is not None:
         if size is None:
             raise click.UsageError("--receive needs --size")
-        received = receive_action.receive(
-            receiver, receive, size, offset, sys.stdin.buffer, compression
-        )
-        click.echo(json.dumps({"format": protocol.FORMAT, "received": received}))
+        stdin = sys.stdin.buffer
+        click.echo(apply_action.receive(receiver, receive, size, offset, stdin, compression))
         return ExitCode.OK
     if has_layers:
-        click.echo(protocol.dump_layers(apply_action.held_layers(receiver, list(has_layers))))
+        click.echo(apply_action.layers(receiver, list(has_layers)))
         return ExitCode.OK
     if watch:
         apply_action.watch(receiver, wanted, poll, stop=install_stop_handlers())
         return ExitCode.OK
-    if inventory:
-        found = apply_action.inventory(receiver, wanted, clean=clean_temp)
-        # a bare inventory is what `check` asks; a sync's names its images
-        facts_of = peerfacts.engine_facts if wanted else peerfacts.peer_facts
-        facts = facts_of(receiver)
-        click.echo(protocol.dump_inventory(found, facts))
+    if inventory:  # a bare one is what `check` asks; a sync's names its images
+        click.echo(apply_action.report(receiver, wanted, clean=clean_temp))
         return ExitCode.OK
-    outcomes = apply_action.run(receiver, wanted)
+    outcomes = apply_action.markers(receiver, wanted)
     if as_json:
         click.echo(protocol.dump_apply(outcomes))
     else:

@@ -200,3 +200,36 @@ class Report:
     @property
     def ok(self) -> bool:
         return all(r.action is not Action.FAILED for r in self.results)
+
+
+@dataclass
+class Planned:
+    """What a cycle would do for one peer x image."""
+
+    peer: str
+    image: str
+    version: str | None
+    action: str  # "would-send", "would-apply" (already in the inbox), "unchanged", "failed"
+    bytes: int = 0  # estimated bytes on the wire (before compression)
+    transfer: str | None = None  # "thin" or "full"
+    error: str | None = None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DryRun:
+    """What ``sync --dry-run`` found: the exports a cycle would make first, and what it
+    would do for each peer x image."""
+
+    exports: list[str] = field(default_factory=list)  # images a cycle would export first
+    results: list[Planned] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.action != "failed" for r in self.results)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "dry_run": True, "exports": self.exports,
+                "results": [r.to_json_dict() for r in self.results]}  # fmt: skip

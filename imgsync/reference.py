@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from fnmatch import fnmatchcase
 
 from imgsync.errors import InvalidReference as InvalidReference  # raised here; re-exported
 
@@ -67,3 +68,16 @@ def familiar(reference: str) -> str:
         if reference.startswith(prefix):
             return reference[len(prefix) :]
     return reference
+
+
+def is_pattern(selector: str) -> bool:
+    """Is ``selector`` a glob (``*``, ``?``, ``[``) rather than one reference?"""
+    return any(c in selector for c in "*?[")
+
+
+def match(selector: str, image: str) -> bool:
+    """Does ``selector`` (a reference, or a glob matched against the normalized and the
+    familiar form) name ``image``?"""
+    if is_pattern(selector):
+        return fnmatchcase(image, selector) or fnmatchcase(familiar(image), selector)
+    return selector == image

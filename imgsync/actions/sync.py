@@ -14,21 +14,17 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from imgsync import config as cfg
 from imgsync import log
 from imgsync.adapters.lock import cycle_lock
 from imgsync.adapters.state import StateDB
 from imgsync.errors import ConfigError
-from imgsync.model import Action, ProgressSink, Report, Result
+from imgsync.model import Action, DryRun, ProgressSink, Report, Result
 from imgsync.reference import normalize
 from imgsync.source import exports as exporting
 from imgsync.source.exports import Exports
 from imgsync.source.peer import sync_peer
-
-if TYPE_CHECKING:
-    from imgsync.source.dryrun import DryRun
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from imgsync import reference
 from imgsync.adapters import fsutil
 from imgsync.bundle import saveformat
 from imgsync.errors import StorageError, VerificationError
-from imgsync.model import Marker
+from imgsync.model import Marker, RuntimeConfig
 
 CHUNK = 1024 * 1024
 
@@ -143,3 +143,17 @@ def _scan_open(handle: BinaryIO, name: str) -> saveformat.Archive:
         raise VerificationError(f"bundle {name}: {err}") from None
     except OSError as err:
         raise StorageError(f"cannot read {name}: {err.strerror}") from None
+
+
+def bundle_runtime(path: Path, version: str | None = None) -> RuntimeConfig:
+    """The runtime config (:func:`~imgsync.model.runtime_config`) of the one image in the
+    ``docker save`` tarball at ``path``, read without its layers (:func:`saveformat.describe`).
+    With ``version``, the config's digest must be it. Raise :class:`VerificationError` when
+    the bundle cannot be read so."""
+    image = saveformat.describe(path)[1]
+    if version is not None and image.config_digest != version:
+        raise VerificationError(
+            f"bundle {path.name} holds image {image.config_digest[:19]}, its marker names "
+            f"{version[:19]}"
+        )
+    return image.runtime

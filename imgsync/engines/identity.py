@@ -7,18 +7,16 @@ image's layers (diff IDs) and runtime config are compared with the bundle's.
 
 An agentless peer keeps no record of what it loaded, so there :func:`matches` decides from
 what ``docker image inspect`` says alone (:func:`from_inspect`), against the runtime config
-read from the bundle in the export dir (:func:`bundle_runtime`).
+read from the bundle in the export dir (:func:`imgsync.bundle.verify.bundle_runtime`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from imgsync.bundle import saveformat
 from imgsync.engines.docker import Engine, ImageInfo
-from imgsync.errors import ImageNotFound, VerificationError
+from imgsync.errors import ImageNotFound
 from imgsync.model import VERSION_RE, Marker, RuntimeConfig, runtime_config
 
 INSPECT_MAX = 1024 * 1024  # the most ``docker image inspect`` of one image may say
@@ -85,17 +83,3 @@ def from_inspect(data: Any) -> ImageInfo:
         raise ValueError(f"RootFS {str(rootfs)[:80]!r} does not list layer digests")
     runtime = runtime_config(data.get("Config"), data.get("Architecture"), data.get("Os"))
     return ImageInfo(image_id, tuple(layers or ()), 0, runtime)
-
-
-def bundle_runtime(path: Path, version: str | None = None) -> RuntimeConfig:
-    """The runtime config (:func:`~imgsync.model.runtime_config`) of the one image in the
-    ``docker save`` tarball at ``path``, read without its layers (:func:`saveformat.describe`).
-    With ``version``, the config's digest must be it. Raise :class:`VerificationError` when
-    the bundle cannot be read so."""
-    image = saveformat.describe(path)[1]
-    if version is not None and image.config_digest != version:
-        raise VerificationError(
-            f"bundle {path.name} holds image {image.config_digest[:19]}, its marker names "
-            f"{version[:19]}"
-        )
-    return image.runtime

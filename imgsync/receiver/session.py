@@ -96,33 +96,28 @@ class Session:
 
     def _warm_up(self) -> None:
         try:
-            from imgsync.actions import apply  # noqa: F401
-            from imgsync.receiver import (
-                peerfacts,  # noqa: F401
-            )
+            from imgsync.receiver import apply, inventory  # noqa: F401
 
             self._receiver_config()
         except ImgsyncError:
             pass  # the first request says it
 
     def _inventory(self, request: dict[str, Any]) -> Reply:
-        from imgsync.actions import apply
-        from imgsync.receiver import peerfacts
+        from imgsync.receiver import inventory
 
-        receiver = self._receiver_config()
         images = _references(request.get("images"))
-        found = apply.inventory(receiver, images, clean=request.get("clean") is True)
-        facts = peerfacts.engine_facts(receiver) if images else peerfacts.peer_facts(receiver)
-        return _parsed(protocol.dump_inventory(found, facts))
+        clean = request.get("clean") is True
+        return _parsed(inventory.reply(self._receiver_config(), images, clean))
 
     def _layers(self, request: dict[str, Any]) -> Reply:
-        from imgsync.actions import apply
+        from imgsync.receiver import inventory
 
         chains = _strings(request.get("chains"), "chains")
-        return _parsed(protocol.dump_layers(apply.held_layers(self._receiver_config(), chains)))
+        held = inventory.held_layers(self._receiver_config(), chains)
+        return _parsed(protocol.dump_layers(held))
 
     def _apply(self, request: dict[str, Any]) -> Reply:
-        from imgsync.actions import apply
+        from imgsync.receiver import apply
 
         outcomes = apply.run(
             self._receiver_config(), _references(request.get("images")), self._received

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
-from imgsync.model import Action, ApplyOutcome, Report
+from imgsync.model import Action, ApplyOutcome, DryRun, Report
 from imgsync.text import printable_text
-
-if TYPE_CHECKING:
-    from imgsync.source.dryrun import DryRun
 
 _UNITS = ("B", "kB", "MB", "GB", "TB")
 

@@ -53,6 +53,7 @@ from imgsync import log, protocol
 from imgsync.adapters.fsutil import PARTIAL_PREFIX
 from imgsync.adapters.transport import CommandResult, SshSession
 from imgsync.bundle.payload import Payload
+from imgsync.bundle.verify import bundle_runtime
 from imgsync.config import PeerSettings
 from imgsync.engines import identity
 from imgsync.engines.docker import ImageInfo
@@ -133,7 +134,7 @@ class AgentlessLink:
         for image, exported in markers.items():
             runtime = self._runtimes[image] = functools.cache(  # read only if layers match
                 functools.partial(
-                    identity.bundle_runtime, self._export_dir / exported.bundle, exported.version
+                    bundle_runtime, self._export_dir / exported.bundle, exported.version
                 )
             )
             info = self._running.get(image)

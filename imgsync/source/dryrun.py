@@ -12,9 +12,7 @@ from __future__ import annotations
 import datetime
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from imgsync import config as cfg
 from imgsync import protocol
@@ -23,40 +21,10 @@ from imgsync.bundle import payload
 from imgsync.bundle.bundledir import BundleDir, bundle_name
 from imgsync.engines.docker import Engine
 from imgsync.errors import ImgsyncError, MarkerError
-from imgsync.model import HeldLayers, Marker, chain_ids
+from imgsync.model import DryRun, HeldLayers, Marker, Planned, chain_ids
 from imgsync.plan import Step, needs_export, plan_peer
 from imgsync.source import selection
 from imgsync.source.delivery import thin_for_store
-
-
-@dataclass
-class Planned:
-    """What a cycle would do for one peer x image."""
-
-    peer: str
-    image: str
-    version: str | None
-    action: str  # "would-send", "would-apply" (already in the inbox), "unchanged", "failed"
-    bytes: int = 0  # estimated bytes on the wire (before compression)
-    transfer: str | None = None  # "thin" or "full"
-    error: str | None = None
-
-    def to_json_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class DryRun:
-    exports: list[str] = field(default_factory=list)  # images a cycle would export first
-    results: list[Planned] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return all(r.action != "failed" for r in self.results)
-
-    def to_json_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "dry_run": True, "exports": self.exports,
-                "results": [r.to_json_dict() for r in self.results]}  # fmt: skip
 
 
 def run(source: cfg.SourceConfig, wanted: list[str], peers: list[cfg.PeerSettings]) -> DryRun:

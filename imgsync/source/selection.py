@@ -8,23 +8,13 @@ asks the engine which tags exist.
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
-
 from imgsync import log
 from imgsync.config import SourceConfig
 from imgsync.engines.docker import Engine
 from imgsync.errors import ImgsyncError
-from imgsync.reference import familiar
+from imgsync.reference import is_pattern, match
 
-
-def is_pattern(selector: str) -> bool:
-    return any(c in selector for c in "*?[")
-
-
-def match(selector: str, image: str) -> bool:
-    if is_pattern(selector):
-        return fnmatchcase(image, selector) or fnmatchcase(familiar(image), selector)
-    return selector == image
+__all__ = ["for_peer", "is_pattern", "match", "pull", "resolve"]
 
 
 def resolve(engine: Engine, source: SourceConfig) -> list[str]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from imgsync.bundle.verify import bundle_runtime
 from imgsync.engines import identity
 from imgsync.errors import VerificationError
 from imgsync.model import Marker, runtime_config
@@ -47,14 +48,14 @@ def never() -> Any:
 )
 def test_the_runtime_config_is_read_from_either_layout(tmp_path: Path, write: Any) -> None:
     path = write(tmp_path / "app.tar")
-    assert identity.bundle_runtime(path) == RUNTIME
-    assert identity.bundle_runtime(path, IMAGE.config_digest) == RUNTIME
+    assert bundle_runtime(path) == RUNTIME
+    assert bundle_runtime(path, IMAGE.config_digest) == RUNTIME
 
 
 def test_a_bundle_of_another_version_is_refused(tmp_path: Path) -> None:
     path = tarballs.legacy(tmp_path / "app.tar", [IMAGE])
     with pytest.raises(VerificationError, match=r"app\.tar holds image sha256:.*marker names"):
-        identity.bundle_runtime(path, "sha256:" + "1" * 64)
+        bundle_runtime(path, "sha256:" + "1" * 64)
 
 
 def _tar(path: Path, members: dict[str, bytes]) -> Path:
@@ -92,18 +93,18 @@ def test_an_unreadable_bundle_raises_verification_error(
 ) -> None:
     path = _tar(tmp_path / "app.tar", members)
     with pytest.raises(VerificationError, match=r"bundle app\.tar"):
-        identity.bundle_runtime(path)
+        bundle_runtime(path)
 
 
 def test_a_bundle_with_two_images_or_none_at_all_is_refused(tmp_path: Path) -> None:
     other = tarballs.Image("other:1", LAYERS[:1], settings=SETTINGS)
     with pytest.raises(VerificationError, match="exactly one"):
-        identity.bundle_runtime(tarballs.legacy(tmp_path / "two.tar", [IMAGE, other]))
+        bundle_runtime(tarballs.legacy(tmp_path / "two.tar", [IMAGE, other]))
     with pytest.raises(VerificationError, match="missing"):
-        identity.bundle_runtime(tmp_path / "gone.tar")
+        bundle_runtime(tmp_path / "gone.tar")
     (tmp_path / "junk.tar").write_bytes(b"\x00junk" * 300)
     with pytest.raises(VerificationError, match=r"junk\.tar"):
-        identity.bundle_runtime(tmp_path / "junk.tar")
+        bundle_runtime(tmp_path / "junk.tar")
 
 
 def test_the_version_as_id_matches_without_reading_the_bundle() -> None:

@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from imgsync.actions.apply import _apply_one
 from imgsync.bundle import marker
 from imgsync.bundle.bundledir import BundleDir, marker_name
 from imgsync.config import ReceiverConfig
 from imgsync.errors import EngineError
 from imgsync.model import Action, Marker
+from imgsync.receiver.apply import _apply_one
 
 
 class Reached:

@@ -10,11 +10,11 @@ from typing import Any, BinaryIO
 
 import pytest
 
-from imgsync.actions.apply import _apply_marker
 from imgsync.bundle.bundledir import BundleDir
 from imgsync.engines.docker import ImageInfo
 from imgsync.errors import ImageNotFound, VerificationError
 from imgsync.model import Action, Marker, chain_ids
+from imgsync.receiver.apply import _apply_marker
 
 from .tarballs import Image, layer_tar, legacy
 

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from imgsync.actions import apply
 from imgsync.adapters import fsutil
 from imgsync.adapters.lock import cycle_lock
 from imgsync.config import ReceiverConfig
+from imgsync.receiver import inbox as inbox_module
+from imgsync.receiver import inventory
 
 
 class NoImages:
@@ -30,7 +31,7 @@ def receiver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ReceiverConfig:
     def engine(receiver: ReceiverConfig) -> Iterator[NoImages]:
         yield NoImages()
 
-    monkeypatch.setattr(apply, "_engine", engine)
+    monkeypatch.setattr(inventory, "engine_for", engine)
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     return ReceiverConfig(inbox=str(inbox), docker_host="unix:///nonexistent.sock")
@@ -48,10 +49,10 @@ def test_an_inventory_leaves_the_temp_file_of_an_apply_running_meanwhile(
     receiver: ReceiverConfig,
 ) -> None:
     inbox = Path(receiver.inbox)
-    with cycle_lock(inbox / apply.APPLY_LOCK):  # an apply is running: it holds the inbox
+    with cycle_lock(inbox / inbox_module.APPLY_LOCK):  # an apply is running: it holds the inbox
         writing = temp_file(inbox, "loaded.json")
-        abandoned = temp_file(inbox, "old.json", age=apply.TEMP_MAX_AGE + 60)
-        apply.inventory(receiver, ["docker.io/acme/web:1"], clean=True)
+        abandoned = temp_file(inbox, "old.json", age=inbox_module.TEMP_MAX_AGE + 60)
+        inventory.inventory(receiver, ["docker.io/acme/web:1"], clean=True)
     assert writing.exists()
     assert not abandoned.exists()
 
@@ -61,5 +62,5 @@ def test_an_inventory_with_no_apply_running_removes_every_temp_file(
 ) -> None:
     inbox = Path(receiver.inbox)
     leftover = temp_file(inbox, "loaded.json")
-    apply.inventory(receiver, ["docker.io/acme/web:1"], clean=True)
+    inventory.inventory(receiver, ["docker.io/acme/web:1"], clean=True)
     assert not leftover.exists()
