@@ -3,7 +3,7 @@ not already run that version.
 
 For each marker: compare its version (a config digest) with the version the engine runs
 under its reference: the image ID itself on the classic store, the version recorded for
-that ID when it was loaded on the containerd store (imgsync/loaded.py). If they differ and
+that ID when it was loaded on the containerd store (imgsync/receiver/loaded.py). If they differ and
 the engine still holds the marker's version under another tag's ID (someone moved the
 tag by hand), tag it again. Otherwise check the bundle against the marker (size, sha256,
 tag, config digest, layers), ``docker load`` it, and check what the reference names now:

@@ -473,3 +473,38 @@ def test_docs_link_to_each_other() -> None:
     readme = (REPO / "README.md").read_text()
     for target in ("docs/config.md", "docs/troubleshooting.md", "docs/systemd.md"):
         assert f"]({target}" in readme, f"README.md does not link to {target}"
+
+
+# -- the README's map of the tree ---------------------------------------------------------
+
+
+def readme_map() -> dict[str, str]:
+    """Each module the README's layout names (path → its one-line description)."""
+    text = (REPO / "README.md").read_text()
+    block = text.split("## Layout\n", 1)[1].split("```\n", 2)[1]
+    named: dict[str, str] = {}
+    folders: list[str] = []
+    for line in block.splitlines():
+        depth = (len(line) - len(line.lstrip(" "))) // 2
+        name, _, description = line.strip().partition(" ")
+        if name.endswith("/"):
+            folders[depth:] = [name.rstrip("/")]
+        elif name.endswith(".py"):
+            path = "/".join([*folders[:depth], name])
+            assert path not in named, f"{path} is named twice"
+            named[path] = description.strip()
+    return named
+
+
+def test_the_readme_map_names_every_module_once_each_with_a_line() -> None:
+    named = readme_map()
+    modules = {
+        str(path.relative_to(REPO))
+        for path in (REPO / "imgsync").rglob("*.py")
+        if path.name != "__init__.py" or path.parent.name == "imgsync"
+    }
+    assert set(named) == modules, {
+        "missing from the map": sorted(modules - set(named)),
+        "in the map, not in the tree": sorted(set(named) - modules),
+    }
+    assert all(named.values()), [path for path, line in named.items() if not line]
