@@ -197,14 +197,7 @@ class Lab:
             attempt(f"relay {peer.name}", peer.relay.stop)
         for peer in self.peers:
             attempt(f"sshd {peer.name}", peer.sshd.stop)
-        nodes = [self.source] + [p.docker for p in self.peers]
-        if nodes:
-            with ThreadPoolExecutor(max_workers=min(16, len(nodes))) as pool:
-                for node, future in [(n, pool.submit(n.stop)) for n in nodes]:
-                    try:
-                        future.result()
-                    except Exception as exc:
-                        errors.append(f"dockerd {node.name}: {exc}")
+        errors += _stop_all([self.source] + [p.docker for p in self.peers])
         attempt("run dir", lambda: remove_tree(self.run_root))
         if self.chroot_dir is not None and not self.keep:
             chroot_dir = self.chroot_dir
@@ -335,3 +328,15 @@ class Lab:
     def reset_counters(self) -> None:
         for peer in self.peers:
             peer.relay.reset()
+
+
+def _stop_all(nodes: list[DockerNode]) -> list[str]:
+    """Stop every node in parallel; return what went wrong, by node."""
+    errors = []
+    with ThreadPoolExecutor(max_workers=min(16, len(nodes))) as pool:
+        for node, future in [(n, pool.submit(n.stop)) for n in nodes]:
+            try:
+                future.result()
+            except Exception as exc:
+                errors.append(f"dockerd {node.name}: {exc}")
+    return errors

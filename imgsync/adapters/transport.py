@@ -323,22 +323,8 @@ def _collect(channel: paramiko.Channel, deadline: float, stop: threading.Event) 
     stdout, stderr = bytearray(), bytearray()
     channel.settimeout(0.2)
     while True:
-        if stop.is_set():
-            channel.close()
-            raise Cancelled("remote command abandoned")
-        if time.monotonic() > deadline:
-            channel.close()
-            raise TimeoutError
-        progressed = False
-        for receive, buffer in ((channel.recv, stdout), (channel.recv_stderr, stderr)):
-            try:
-                data = receive(65536)
-            except TimeoutError:
-                continue
-            if data:
-                progressed = True
-                if len(buffer) < OUTPUT_LIMIT:
-                    buffer.extend(data[: OUTPUT_LIMIT - len(buffer)])
+        _give_up_if(channel, deadline, stop)
+        progressed = _pull(channel, stdout, stderr)
         drained = not (progressed or channel.recv_ready() or channel.recv_stderr_ready())
         if drained and channel.exit_status_ready() and (channel.eof_received or channel.closed):
             break
@@ -349,6 +335,32 @@ def _collect(channel: paramiko.Channel, deadline: float, stop: threading.Event) 
     if status == -1:  # paramiko's "no exit status": the connection went first
         raise EOFError("the connection was lost before the command finished")
     return CommandResult(status, bytes(stdout), bytes(stderr))
+
+
+def _give_up_if(channel: paramiko.Channel, deadline: float, stop: threading.Event) -> None:
+    """Close the channel and raise when the command was abandoned or ran out of time."""
+    if stop.is_set():
+        channel.close()
+        raise Cancelled("remote command abandoned")
+    if time.monotonic() > deadline:
+        channel.close()
+        raise TimeoutError
+
+
+def _pull(channel: paramiko.Channel, stdout: bytearray, stderr: bytearray) -> bool:
+    """Read what waits on stdout and stderr (each kept up to :data:`OUTPUT_LIMIT`); return
+    whether anything came."""
+    progressed = False
+    for receive, buffer in ((channel.recv, stdout), (channel.recv_stderr, stderr)):
+        try:
+            data = receive(65536)
+        except TimeoutError:
+            continue
+        if data:
+            progressed = True
+            if len(buffer) < OUTPUT_LIMIT:
+                buffer.extend(data[: OUTPUT_LIMIT - len(buffer)])
+    return progressed
 
 
 def _fast_transport(sock: Any, **kwargs: Any) -> paramiko.Transport:

@@ -50,6 +50,26 @@ def loads(raw: bytes, where: str) -> Marker:
 
 
 def _validate(data: dict[str, Any], where: str) -> Marker:
+    """Every rule, in the order a reader meets them; the first broken one is the error."""
+    _check_shape(data, where)
+    ref = _check_names(data, where)
+    _check_layers(data, where)
+    return Marker(
+        reference=ref,
+        version=data["version"],
+        layers=tuple(data["layers"]),
+        bundle=data["bundle"],
+        size=data["size"],
+        sha256=data["sha256"],
+        created=data["created"],
+        omitted=tuple(data["omitted"]),
+        format=data["format"],
+        image_id=data.get("image_id"),
+    )
+
+
+def _check_shape(data: dict[str, Any], where: str) -> None:
+    """The format number, the keys and each value's JSON type."""
     fmt = data.get("format")
     if type(fmt) is not int or fmt != Marker.FORMAT:
         raise MarkerError(
@@ -62,6 +82,10 @@ def _validate(data: dict[str, Any], where: str) -> Marker:
     for key, kind in (_FIELDS | _OPTIONAL).items():
         if key in data and type(data[key]) is not kind:
             raise MarkerError(f"marker {where}: {key} must be a {kind.__name__}")
+
+
+def _check_names(data: dict[str, Any], where: str) -> str:
+    """The digests, the reference (returned, normalized), the bundle's name and size."""
     image_id = data.get("image_id")
     if image_id is not None and not VERSION_RE.fullmatch(image_id):
         raise MarkerError(f"marker {where}: image_id is not a sha256 image ID")
@@ -81,6 +105,11 @@ def _validate(data: dict[str, Any], where: str) -> Marker:
         )
     if data["size"] < 0:
         raise MarkerError(f"marker {where}: size is negative")
+    return ref
+
+
+def _check_layers(data: dict[str, Any], where: str) -> None:
+    """The layers' diff IDs, and the positions a thin bundle leaves out, in order."""
     layers = data["layers"]
     if not all(isinstance(layer, str) and VERSION_RE.fullmatch(layer) for layer in layers):
         raise MarkerError(f"marker {where}: layers must be sha256 diff IDs")
@@ -89,15 +118,3 @@ def _validate(data: dict[str, Any], where: str) -> Marker:
         set(omitted)
     ) != list(omitted):
         raise MarkerError(f"marker {where}: omitted must list layer positions in order")
-    return Marker(
-        reference=ref,
-        version=data["version"],
-        layers=tuple(layers),
-        bundle=data["bundle"],
-        size=data["size"],
-        sha256=data["sha256"],
-        created=data["created"],
-        omitted=tuple(omitted),
-        format=fmt,
-        image_id=image_id,
-    )

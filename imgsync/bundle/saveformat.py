@@ -119,27 +119,7 @@ def describe(path: Path) -> tuple[str, SavedImage]:
     name = path.name
     try:
         with tarfile.open(path, mode="r:") as tar:
-            names = set(tar.getnames())
-            layout = "oci" if "oci-layout" in names else "legacy"
-            small: dict[str, bytes] = {}
-
-            def read(member: str) -> bytes:
-                small[member] = _small_member(tar, member)
-                return small[member]
-
-            if "manifest.json" in names:
-                manifest = json.loads(read("manifest.json"))
-                for entry in manifest:
-                    read(str(entry["Config"]))
-                images = _from_manifest(manifest, small)
-            elif layout == "oci" and "index.json" in names:
-                index = json.loads(read("index.json"))
-                for descriptor in index["manifests"]:
-                    oci_manifest = json.loads(read(_blob(descriptor["digest"])))
-                    read(_blob(oci_manifest["config"]["digest"]))
-                images = _from_oci_index(index, small)
-            else:
-                raise VerificationError("no manifest.json or index.json: not a docker save tarball")
+            layout, images = _described(tar)
     except FileNotFoundError:
         raise VerificationError(f"bundle {name} is missing") from None
     except (tarfile.TarError, OSError, EOFError) as err:
@@ -151,6 +131,30 @@ def describe(path: Path) -> tuple[str, SavedImage]:
     if len(images) != 1:
         raise VerificationError(f"bundle {name} holds {len(images)} images, not exactly one")
     return layout, images[0]
+
+
+def _described(tar: tarfile.TarFile) -> tuple[str, tuple[SavedImage, ...]]:
+    """The layout and the images of an open tarball, from its manifests and configs."""
+    names = set(tar.getnames())
+    layout = "oci" if "oci-layout" in names else "legacy"
+    small: dict[str, bytes] = {}
+
+    def read(member: str) -> bytes:
+        small[member] = _small_member(tar, member)
+        return small[member]
+
+    if "manifest.json" in names:
+        manifest = json.loads(read("manifest.json"))
+        for entry in manifest:
+            read(str(entry["Config"]))
+        return layout, _from_manifest(manifest, small)
+    if layout == "oci" and "index.json" in names:
+        index = json.loads(read("index.json"))
+        for descriptor in index["manifests"]:
+            oci_manifest = json.loads(read(_blob(descriptor["digest"])))
+            read(_blob(oci_manifest["config"]["digest"]))
+        return layout, _from_oci_index(index, small)
+    raise VerificationError("no manifest.json or index.json: not a docker save tarball")
 
 
 def _small_member(tar: tarfile.TarFile, name: str) -> bytes:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -152,7 +152,7 @@ def test_broken_framing_ends_the_session_with_a_protocol_error(
 class StorelessEngine:
     """An engine that answers, but not which image store it has."""
 
-    closed: list[bool] = []
+    closed: ClassVar[list[bool]] = []
 
     def __init__(self, docker_host: str | None) -> None:
         pass
