@@ -10,11 +10,9 @@ them, and a peer's session says hello before it loads its config.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -98,42 +96,19 @@ def sync(
     """Run one cycle: export what changed, send each peer what it lacks, apply it."""
     from imgsync.actions import sync as sync_action
     from imgsync.render import results
+    from imgsync.source.cycle import CycleOptions
 
     config = obj.load()
     if dry_run:
         planned = sync_action.dry_run(config, obj.config_path, images, peers)
-        lines = (
-            [json.dumps(planned.to_json_dict(), indent=2)]
-            if as_json
-            else (results.dry_run_lines(planned))
-        )
+        lines = [results.dry_run_json(planned)] if as_json else results.dry_run_lines(planned)
         for line in lines:
             click.echo(line)
         return ExitCode.OK if planned.ok else ExitCode.FAILED
-    options = sync_action.SyncOptions(images=images, peers=peers, wait=not no_wait)
+    options = CycleOptions(images=images, peers=peers, wait=not no_wait)
     live = not as_json and _terminal(sys.stdout)
-    if not live and not config.metrics.textfile:  # plain: no bars, no metrics to import
-        report = sync_action.run(config, obj.config_path, options)
-        _print_report(report, as_json)
-        return ExitCode.OK if report.ok else ExitCode.FAILED
-    from imgsync.adapters import metrics
-    from imgsync.render import progress
-
-    stats = metrics.Metrics.resumed(config.metrics) if config.metrics.textfile else None
-    console = progress.make_console() if live else None
-    try:
-        with progress.bars(console) as bars:  # live bars only on a terminal, never with --json
-            sink = progress.tee(bars, stats.sink() if stats else None)
-            report = sync_action.run(config, obj.config_path, replace(options, progress=sink))
-    except ImgsyncError as err:
-        if stats is not None and err.exit_code is ExitCode.FAILED:  # a cycle that broke off
-            stats.finish(config.metrics, None)
-        raise
-    if stats is not None:
-        stats.finish(config.metrics, report)  # [metrics] textfile
-    if console is not None:
-        progress.print_summary(console, report)
-    else:
+    report = sync_action.run(config, obj.config_path, options, live)
+    if not live:  # on a terminal, the summary table was printed under the bars
         _print_report(report, as_json)
     return ExitCode.OK if report.ok else ExitCode.FAILED
 

@@ -23,12 +23,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from imgsync import config as cfg
 from imgsync import log
-from imgsync.actions import sync as sync_action
 from imgsync.adapters import metrics, systemd
 from imgsync.adapters.signals import Cancelled, install_stop_handlers
 from imgsync.errors import ImgsyncError
 from imgsync.model import Action, Result
 from imgsync.render import progress
+from imgsync.source import cycle
 from imgsync.source.watcher import EventWatcher
 
 _JOB = "cycle"
@@ -133,15 +133,13 @@ class Daemon:
 
     def _cycle(self) -> None:
         sink = progress.tee(self.metrics.sink(), _Heartbeat(self.beat))
-        options = sync_action.SyncOptions(stop=self.stop, progress=sink)
+        options = cycle.CycleOptions(stop=self.stop, progress=sink)
         try:
-            report = sync_action.run(self.config, self.config_path, options)
+            report = cycle.run(self.config, self.config_path, options, self.metrics)
         except ImgsyncError as err:
             self.logger.error("cycle failed", error=str(err))
-            self.metrics.finish(self.config.metrics, None)
             systemd.status(f"last cycle failed: {err}")
             return
-        self.metrics.finish(self.config.metrics, report)
         failed = sum(r.action is Action.FAILED for r in report.results)
         systemd.status(
             f"last cycle: {len(report.results) - failed} in sync, {failed} failed "

@@ -1,65 +1,17 @@
-"""``imgsync sync``: one cycle — export what changed, then per peer (in parallel):
-ask what it has, send what it lacks, have it apply, record the results.
-
-A peer's failure is caught here and becomes that peer's ``failed`` results; it never
-stops the other peers. An image that cannot be exported fails on every peer alone.
+"""``imgsync sync``: one cycle by hand (:mod:`imgsync.source.cycle`, the one the daemon runs
+too), with live bars on a terminal and the metrics textfile when configured; or, with
+``--dry-run``, what a cycle would do, changing nothing. The CLI prints what these return.
 """
 
 from __future__ import annotations
 
-import contextvars
-import threading
-import time
-import uuid
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 from imgsync import config as cfg
-from imgsync import log
-from imgsync.adapters.lock import cycle_lock
-from imgsync.adapters.state import StateDB
-from imgsync.errors import ConfigError
-from imgsync.model import Action, DryRun, ProgressSink, Report, Result
-from imgsync.reference import normalize
-from imgsync.source import exports as exporting
-from imgsync.source.exports import Exports
-from imgsync.source.peer import sync_peer
-
-
-@dataclass(frozen=True)
-class SyncOptions:
-    images: tuple[str, ...] = ()  # empty: every image the source selects
-    peers: tuple[str, ...] = ()  # empty: every configured peer
-    wait: bool = True
-    stop: threading.Event | None = None  # set by SIGTERM: abandon the cycle (Cancelled)
-    progress: ProgressSink | None = None
-
-
-def run(config: cfg.Config, config_path: Path, options: SyncOptions) -> Report:
-    source = cfg.require_source(config, config_path)
-    wanted = _wanted_images(options.images, config_path)
-    peers = _select_peers(config, options.peers, config_path)
-    state_path = Path(config.state.path)
-    stop = options.stop or threading.Event()
-    with cycle_lock(state_path.with_name("imgsync.lock"), wait=options.wait, stop=stop):
-        started = time.monotonic()
-        run_id = uuid.uuid4().hex[:12]
-        log.bind(run_id=run_id)
-        try:
-            report = _cycle(source, wanted, peers, state_path, stop, options.progress, run_id)
-        finally:
-            log.unbind("run_id")
-    report.seconds = time.monotonic() - started
-    counts = {a.value: sum(r.action is a for r in report.results) for a in Action}
-    log.get().info(
-        "cycle finished",
-        run_id=run_id,
-        seconds=round(report.seconds, 2),
-        bytes_sent=sum(r.bytes_sent for r in report.results),
-        **counts,
-    )
-    return report
+from imgsync.model import DryRun, Report
+from imgsync.source import cycle
+from imgsync.source.cycle import CycleOptions, select_peers, wanted_images
 
 
 def dry_run(
@@ -69,61 +21,22 @@ def dry_run(
     from imgsync.source import dryrun
 
     source = cfg.require_source(config, config_path)
-    wanted = _wanted_images(images, config_path)
-    return dryrun.run(source, wanted, _select_peers(config, peers, config_path))
+    wanted = wanted_images(images, config_path)
+    return dryrun.run(source, wanted, select_peers(config, peers, config_path))
 
 
-def _cycle(
-    source: cfg.SourceConfig,
-    wanted: list[str],
-    peers: list[cfg.PeerSettings],
-    state_path: Path,
-    stop: threading.Event,
-    progress: ProgressSink | None,
-    run_id: str,
-) -> Report:
-    """Export in this thread while the peers' sessions, each in its own, connect and ask
-    their inventories; each then plans and sends as soon as the exports are done."""
-    state = StateDB(state_path)
-    exports = Exports()
-    export_dir = Path(source.export_dir)
-    context = contextvars.copy_context()
+def run(config: cfg.Config, config_path: Path, options: CycleOptions, live: bool) -> Report:
+    """One cycle; ``live``: with bars on this terminal, then the summary table printed."""
+    if not live and not config.metrics.textfile:  # plain: no bars, no metrics to import
+        return cycle.run(config, config_path, options)
+    from imgsync.adapters import metrics
+    from imgsync.render import progress
 
-    def serve(peer: cfg.PeerSettings) -> list[Result]:
-        return context.copy().run(sync_peer, peer, None, exports, export_dir, stop, progress)
-
-    try:
-        with ThreadPoolExecutor(max_workers=source.max_parallel_peers) as pool:
-            futures = [pool.submit(serve, peer) for peer in peers]  # they connect meanwhile
-            try:
-                exporting.export_selected(source, wanted, peers, state, exports, stop)
-            except BaseException as err:
-                exports.abandon(str(err) or type(err).__name__)
-                raise
-            report = Report([r for future in futures for r in future.result()])
-        state.record_results(run_id, report.results)
-    finally:
-        state.close()
+    stats = metrics.Metrics.resumed(config.metrics) if config.metrics.textfile else None
+    console = progress.make_console() if live else None
+    with progress.bars(console) as bars:  # live bars only on a terminal, never with --json
+        sink = progress.tee(bars, stats.sink() if stats else None)
+        report = cycle.run(config, config_path, replace(options, progress=sink), stats)
+    if console is not None:
+        progress.print_summary(console, report)
     return report
-
-
-def _wanted_images(wanted: tuple[str, ...], path: Path) -> list[str]:
-    chosen, problems = [], []
-    for raw in wanted:
-        try:
-            chosen.append(normalize(raw))
-        except ValueError as err:
-            problems.append(f"--image: {err}")
-    if problems:
-        raise ConfigError(f"config {path}", problems)
-    return chosen
-
-
-def _select_peers(
-    config: cfg.Config, wanted: tuple[str, ...], path: Path
-) -> list[cfg.PeerSettings]:
-    names = [p.name for p in config.peers]
-    unknown = [name for name in wanted if name not in names]
-    if unknown:
-        raise ConfigError(f"config {path}", [f"--peer {n}: no such peer" for n in unknown])
-    return [cfg.peer_settings(config, p) for p in config.peers if not wanted or p.name in wanted]

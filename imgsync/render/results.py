@@ -74,6 +74,11 @@ def apply_lines(outcomes: list[ApplyOutcome]) -> list[str]:
     ]
 
 
+def dry_run_json(planned: DryRun) -> str:
+    """``sync --dry-run --json``: ok, the exports first, every planned row."""
+    return json.dumps(planned.to_json_dict(), indent=2)
+
+
 def dry_run_lines(planned: DryRun) -> list[str]:
     lines = [f"would export: {', '.join(planned.exports) or 'nothing'}"]
     peer_width = max((len(r.peer) for r in planned.results), default=4)
