@@ -268,9 +268,10 @@ def daemon(ctx: click.Context) -> int:
 def status(obj: _Context, as_json: bool) -> int:
     """What each peer runs as the last sync saw it, and whether it is current (no network)."""
     from imgsync.actions import status as status_action
+    from imgsync.render import status as shown
 
     rows = status_action.run(obj.load(), obj.config_path)
-    lines = [status_action.to_json(rows)] if as_json else status_action.lines(rows)
+    lines = [shown.to_json(rows)] if as_json else shown.lines(rows)
     for line in lines:
         click.echo(line)
     return ExitCode.OK if status_action.all_current(rows) else ExitCode.FAILED

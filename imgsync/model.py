@@ -233,3 +233,22 @@ class DryRun:
     def to_json_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "dry_run": True, "exports": self.exports,
                 "results": [r.to_json_dict() for r in self.results]}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    """One peer x image of ``imgsync status``: what the peer ran at its last sync."""
+
+    peer: str
+    image: str
+    version: str | None  # what the peer ran at its last successful sync of the image
+    exported: str | None  # the version the source exported last (None: never)
+    reached: bool  # some sync ever succeeded with this peer (any image)
+    last_success: float | None = None
+    bytes_sent: int | None = None  # of the last sync that moved bytes
+    seconds: float | None = None
+    error: str | None = None  # the last sync's error, when it failed
+
+    @property
+    def current(self) -> bool:
+        return self.exported is not None and self.version == self.exported

@@ -14,6 +14,7 @@ from imgsync.adapters.transport import CommandResult
 from imgsync.config import Config
 from imgsync.model import Action, Report, Result
 from imgsync.render import results
+from imgsync.render import status as shown
 
 HOSTILE = "load failed\x1b]0;owned\x07\x1b[2J\r\nfake: ok"
 
@@ -46,7 +47,7 @@ def test_status_prints_an_error_stored_raw_without_its_escapes() -> None:
         "edge", "acme/web:1", last_at=1.0, last_action="failed", last_error=HOSTILE,
         last_version=None, running=None, last_success=None, bytes_sent=None, seconds=None,
     )  # fmt: skip
-    printed = "\n".join(status.lines(status.build_rows(config, [raw], {})))
+    printed = "\n".join(shown.lines(status.build_rows(config, [raw], {})))
     assert "load failed" in printed and not {"\x1b", "\x07", "\r"} & set(printed)
 
 

@@ -12,6 +12,7 @@ from imgsync.actions import status
 from imgsync.adapters.state import PairRecord, StateDB
 from imgsync.config import Config
 from imgsync.model import Action, Marker, Result
+from imgsync.render import status as shown
 
 WEB, WORKER, OLD_APP = "acme/web:1", "acme/worker:1", "acme/old:1"
 V1, V2, V3 = ("sha256:" + c * 64 for c in "123")
@@ -71,7 +72,7 @@ def test_configured_images_show_for_peers_never_reached_and_images_never_exporte
     rows = status.build_rows(config(["acme/web:1", "acme/*:2"]), [], {})
     assert [(r.peer, r.image) for r in rows] == [("edge-1", WEB), ("edge-2", WEB)]
     assert all(r.version is None and not r.reached and r.exported is None for r in rows)
-    lines = status.lines(rows)
+    lines = shown.lines(rows)
     assert "never reached" in lines[1] and "not exported" in lines[1]
     assert lines[-1].startswith("NOT CURRENT: 2 of 2")
 
@@ -86,7 +87,7 @@ def test_a_peer_that_was_reached_shows_no_version_for_an_image_it_never_got() ->
     by_key = {(r.peer, r.image): r for r in rows}
     assert by_key[("edge-1", WORKER)].reached and by_key[("edge-1", WORKER)].error == "failed"
     assert not by_key[("edge-2", WORKER)].reached
-    cells = {line.split()[0] + " " + line.split()[1]: line for line in status.lines(rows)[1:-1]}
+    cells = {line.split()[0] + " " + line.split()[1]: line for line in shown.lines(rows)[1:-1]}
     assert cells[f"edge-1 {WORKER}"].split()[2] == "-"
     assert "never reached" in cells[f"edge-2 {WORKER}"]
 
@@ -120,7 +121,7 @@ def test_a_version_distributed_after_the_last_recorded_export_counts_as_exported
 def test_json_has_one_object_per_row_with_utc_times() -> None:
     moved = record("edge-1", WEB, last_success=0.0, bytes_sent=2_000_000, seconds=1.23456)
     rows = status.build_rows(config(["acme/web:1"]), [moved], {WEB: (V1, 1.0)})
-    document = json.loads(status.to_json(rows))
+    document = json.loads(shown.to_json(rows))
     assert document["ok"] is False
     assert document["peers"][0] == {
         "peer": "edge-1", "image": WEB, "version": V1, "current": True,
@@ -133,7 +134,7 @@ def test_json_has_one_object_per_row_with_utc_times() -> None:
 def test_the_table_is_aligned_and_ends_with_a_summary() -> None:
     moved = record("edge-1", WEB, bytes_sent=2_000_000, seconds=1.5)
     rows = status.build_rows(config(["acme/web:1"]), [moved, record("edge-2", WEB)], {WEB: (V1, 1)})
-    header, first, second, summary = status.lines(rows)
+    header, first, second, summary = shown.lines(rows)
     assert header.split()[:3] == ["PEER", "IMAGE", "VERSION"]
     assert header.index("VERSION") == first.index("111111111111") == second.index("111111111111")
     assert "2.0 MB in 1.5s" in first
