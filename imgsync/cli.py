@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -163,58 +164,89 @@ def _terminal(stream: object) -> bool:
     help="With --watch: how often to look.",
 )
 @click.pass_obj
-def apply(
-    obj: _Context,
-    images: tuple[str, ...],
-    as_json: bool,
-    inventory: bool,
-    clean_temp: bool,
-    has_layers: tuple[str, ...],
-    receive: str | None,
-    size: int | None,
-    offset: int,
-    compression: str,
-    session: bool,
-    watch: bool,
-    poll: float,
-) -> int:
+def apply(obj: _Context, /, **options: Any) -> int:
     """On a peer: load what landed in the inbox, verified, when it is new."""
-    if session:
+    form = _ApplyForm(**options)
+    if form.session:
         return _session(obj)
-    from imgsync import protocol
     from imgsync.actions import apply as apply_action
-    from imgsync.adapters.signals import install_stop_handlers
-    from imgsync.reference import InvalidReference, normalize
-    from imgsync.render import results
 
-    receiver = obj.receiver()
+    receiver, wanted = obj.receiver(), _references(form.images)
+    if form.receive is not None:
+        return _receive(receiver, form)
+    if form.has_layers:
+        return _echo(apply_action.layers(receiver, list(form.has_layers)))
+    if form.watch:
+        return _watch(receiver, wanted, form.poll)
+    if form.inventory:  # a bare one is what `check` asks; a sync's names its images
+        return _echo(apply_action.report(receiver, wanted, clean=form.clean_temp))
+    return _apply_markers(receiver, wanted, form.as_json)
+
+
+@dataclass(frozen=True)
+class _ApplyForm:
+    """The options of ``apply``: which of its forms is asked, and that form's arguments."""
+
+    images: tuple[str, ...]
+    as_json: bool
+    inventory: bool
+    clean_temp: bool
+    has_layers: tuple[str, ...]
+    receive: str | None
+    size: int | None
+    offset: int
+    compression: str
+    session: bool
+    watch: bool
+    poll: float
+
+
+def _references(images: tuple[str, ...]) -> list[str]:
+    from imgsync.reference import InvalidReference, normalize
+
     try:
-        wanted = [normalize(image) for image in images]
+        return [normalize(image) for image in images]
     except InvalidReference as err:
         raise click.BadParameter(str(err), param_hint="--image") from None
-    if receive is not None:
-        if size is None:
-            raise click.UsageError("--receive needs --size")
-        stdin = sys.stdin.buffer
-        click.echo(apply_action.receive(receiver, receive, size, offset, stdin, compression))
-        return ExitCode.OK
-    if has_layers:
-        click.echo(apply_action.layers(receiver, list(has_layers)))
-        return ExitCode.OK
-    if watch:
-        apply_action.watch(receiver, wanted, poll, stop=install_stop_handlers())
-        return ExitCode.OK
-    if inventory:  # a bare one is what `check` asks; a sync's names its images
-        click.echo(apply_action.report(receiver, wanted, clean=clean_temp))
-        return ExitCode.OK
+
+
+def _echo(text: str) -> int:
+    click.echo(text)
+    return ExitCode.OK
+
+
+def _receive(receiver: cfg.ReceiverConfig, form: _ApplyForm) -> int:
+    """``apply --receive NAME --size N``: one file on stdin into the inbox."""
+    from imgsync.actions import apply as apply_action
+
+    if form.receive is None or form.size is None:
+        raise click.UsageError("--receive needs --size")
+    name, stdin = form.receive, sys.stdin.buffer
+    return _echo(
+        apply_action.receive(receiver, name, form.size, form.offset, stdin, form.compression)
+    )
+
+
+def _watch(receiver: cfg.ReceiverConfig, wanted: list[str], poll: float) -> int:
+    """``apply --watch``: until SIGTERM or SIGINT."""
+    from imgsync.actions import apply as apply_action
+    from imgsync.adapters.signals import install_stop_handlers
+
+    apply_action.watch(receiver, wanted, poll, stop=install_stop_handlers())
+    return ExitCode.OK
+
+
+def _apply_markers(receiver: cfg.ReceiverConfig, wanted: list[str], as_json: bool) -> int:
+    """``apply``: every marker (or those of ``wanted``), one outcome each."""
+    from imgsync import protocol
+    from imgsync.actions import apply as apply_action
+    from imgsync.render import results
+
     outcomes = apply_action.markers(receiver, wanted)
-    if as_json:
-        click.echo(protocol.dump_apply(outcomes))
-    else:
-        for line in results.apply_lines(outcomes):
-            click.echo(line)
-    ok = all(o.error is None for o in outcomes)
-    return ExitCode.OK if ok else ExitCode.FAILED
+    lines = [protocol.dump_apply(outcomes)] if as_json else results.apply_lines(outcomes)
+    for line in lines:
+        click.echo(line)
+    return ExitCode.OK if all(o.error is None for o in outcomes) else ExitCode.FAILED
 
 
 def _session(obj: _Context) -> int:
