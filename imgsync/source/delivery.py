@@ -1,8 +1,9 @@
 """What one session delivers to one peer, through its :class:`~imgsync.source.link.PeerLink`:
 the plan (skip, apply, send thin or full, no room), the uploads — bundle first, marker
 last; streamed while the source still exports it, resumed where an earlier one broke —
-then one apply, and the full bundle after a thin one the peer could not use. The results
-are filled in as it goes; an error of one image fails that image alone.
+then one apply, and the full bundle after a thin one the peer could not use. Each step is
+recorded in the peer's :class:`~imgsync.source.ledger.Ledger`; an error of one image fails
+that image alone.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from imgsync.model import (
     chain_ids,
 )
 from imgsync.plan import PlanItem, Step, plan_peer, thin_layers, thin_positions
+from imgsync.source.ledger import Ledger
 from imgsync.source.link import IMAGE_ERRORS, PeerLink
 from imgsync.source.live import ExportFailed, LiveExport, LivePayload, LiveThinPayload, thin_streams
 
@@ -41,7 +43,7 @@ class _Session:
     link: PeerLink
     peer: PeerSettings
     export_dir: Path
-    results: dict[str, Result]
+    ledger: Ledger
     progress: ProgressSink | None
     live: Mapping[str, LiveExport]
     stop: threading.Event
@@ -53,7 +55,7 @@ def serve(
     todo: dict[str, Marker],
     inventory: Inventory,
     export_dir: Path,
-    results: dict[str, Result],
+    ledger: Ledger,
     progress: ProgressSink | None = None,
     live: Mapping[str, LiveExport] | None = None,
     stop: threading.Event | None = None,
@@ -61,7 +63,7 @@ def serve(
     """Within one session: skip, send and apply what ``inventory`` says each image needs.
     ``live``: exports still being written (their markers in ``todo`` are provisional)."""
     session = _Session(
-        link, peer, export_dir, results, progress, live or {}, stop or threading.Event()
+        link, peer, export_dir, ledger, progress, live or {}, stop or threading.Event()
     )
     plan = plan_peer(todo, inventory, peer.inbox)
     omitted = _thin_plan(session, plan)
@@ -69,21 +71,12 @@ def serve(
     for item in plan:
         if item.step is Step.NO_ROOM:  # nothing is sent: the peer keeps what it runs
             log.get().error("not sent", image=item.image, reason=item.reason)
-            results[item.image] = Result(
-                peer.name, item.image, item.marker.version, Action.FAILED,
-                error=f"peer {peer.name}: {item.reason}",
-            )  # fmt: skip
+            ledger.fail(item.image, f"peer {peer.name}: {item.reason}", item.marker.version)
             continue
         if item.step is Step.SKIP:
-            results[item.image] = Result(
-                peer.name, item.image, item.marker.version, Action.UNCHANGED
-            )
+            ledger.unchanged(item.image, item.marker.version)
             continue
-        earlier = results.get(item.image)
-        results[item.image] = Result(
-            peer.name, item.image, item.marker.version, Action.FAILED,
-            bytes_sent=earlier.bytes_sent if earlier else 0,
-        )  # fmt: skip
+        ledger.begin(item.image, item.marker.version)
         if item.step is Step.SEND and not _send_or_fail(
             session, item, inventory, omitted.get(item.image, ())
         ):
@@ -91,29 +84,29 @@ def serve(
         to_apply.append(item)
     if not to_apply:
         return
-    fallback = _apply(link, peer, to_apply, results)
+    fallback = _apply(link, peer, to_apply, ledger)
     for item in list(fallback):  # a thin bundle the peer could not use: the full one now
         log.get().warning("thin bundle refused; sending the full one", image=item.image)
         if not _send_or_fail(session, item, inventory, ()):
             fallback.remove(item)
     if fallback:
-        _apply(link, peer, fallback, results)
+        _apply(link, peer, fallback, ledger)
 
 
 def _send_or_fail(
     session: _Session, item: PlanItem, inventory: Inventory, omitted: Omitted
 ) -> bool:
     """Send one bundle and its marker; an error of this image alone fails it (False)."""
-    result = session.results[item.image]
+    result = session.ledger.begin(item.image, item.marker.version)
     log.get().info("sending", image=item.image, reason=item.reason)
     try:
         _send(session, item.marker, inventory, result, omitted)
     except ExportFailed as err:  # the source could not export it: as if never announced
-        result.error = str(err)
+        session.ledger.fail(item.image, str(err))
         return False
     except IMAGE_ERRORS as err:
         log.get().error("not sent", image=item.image, error=str(err))
-        result.error = f"peer {session.peer.name}: {err}"
+        session.ledger.fail(item.image, f"peer {session.peer.name}: {err}")
         return False
     return True
 
@@ -230,7 +223,7 @@ def partial_progress(sink: ProgressSink, peer: str, image: str) -> Callable[[int
 
 
 def _apply(
-    link: PeerLink, peer: PeerSettings, items: list[PlanItem], results: dict[str, Result]
+    link: PeerLink, peer: PeerSettings, items: list[PlanItem], ledger: Ledger
 ) -> list[PlanItem]:
     """Have the peer apply ``items``; return those whose thin bundle it could not use."""
     outcomes = link.apply([item.marker for item in items])
@@ -238,20 +231,20 @@ def _apply(
     fallback = []
     for item in items:
         image, exported = item.image, item.marker
-        result = results[image]
         outcome = reported.get(image)
         if outcome is None:
-            result.error = f"peer {peer.name} did not report on {image}"
+            ledger.fail(image, f"peer {peer.name} did not report on {image}")
             continue
-        result.seconds += outcome.seconds
-        if outcome.missing_layers and result.transfer == "thin":
-            fallback.append(item)
+        ledger.took(image, outcome.seconds)
+        if outcome.missing_layers and ledger.transfer(image) == "thin":
+            fallback.append(item)  # still in flight: the full bundle goes next
         elif outcome.action is Action.FAILED:
-            result.error = f"peer {peer.name}: {outcome.error}"
+            ledger.fail(image, f"peer {peer.name}: {outcome.error}")
         elif outcome.version != exported.version:
-            result.error = (
-                f"peer {peer.name} runs {outcome.version} after apply, expected {exported.version}"
+            ledger.fail(
+                image,
+                f"peer {peer.name} runs {outcome.version} after apply, expected {exported.version}",
             )
         else:
-            result.action = outcome.action
+            ledger.applied(image, outcome.action)
     return fallback

@@ -3,10 +3,10 @@ the source still selects and exports), ask what it has, then deliver what it lac
 (:mod:`imgsync.source.delivery`) — retried with backoff when the link fails, resuming an upload
 where it broke off.
 
-Results are filled in as the session goes, so what finished before a failure stays
-reported as it is. Host-key and authentication failures are not retried: waiting does
-not fix them. An error of one image (its upload refused, its bundle unreadable) fails
-that image alone; the session goes on with the others.
+Results are kept in the peer's :class:`~imgsync.source.ledger.Ledger` as the session goes,
+so what finished before a failure stays reported as it is. Host-key and authentication
+failures are not retried: waiting does not fix them. An error of one image (its upload
+refused, its bundle unreadable) fails that image alone; the session goes on with the others.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from imgsync.adapters.signals import Cancelled
 from imgsync.config import PeerSettings
 from imgsync.errors import AuthError, HostKeyError, ImgsyncError
 from imgsync.model import (
-    Action,
     ProgressSink,
     Result,
 )
 from imgsync.source.delivery import serve
 from imgsync.source.exports import Exports
+from imgsync.source.ledger import Ledger
 from imgsync.source.link import Connect, PeerLink, open_link
 
 Omitted = tuple[int, ...]  # positions of layers a thin bundle leaves out
@@ -54,7 +54,7 @@ def sync_peer(
     for it, told by ``exports`` once the first connection is made) gets a result."""
     log.bind(peer=peer.name)
     run = _PeerRun(peer, _Chosen(images, exports, peer.name, stop), exports, export_dir, stop,
-                   {}, progress)  # fmt: skip
+                   Ledger(peer.name), progress)  # fmt: skip
     try:
         _with_retries(run, connect)
     except Cancelled:
@@ -65,7 +65,7 @@ def sync_peer(
         run.fail_pending(f"peer {peer.name}: internal error ({err!r}); its trace is logged at -vv")
     finally:
         log.unbind("peer")
-    done = [run.results[image] for image in run.mine.images() if image in run.results]
+    done = run.ledger.results(run.mine.images())
     if progress is not None:
         for result in done:
             progress.finished(result)
@@ -99,11 +99,13 @@ class _PeerRun:
     exports: Exports
     export_dir: Path
     stop: threading.Event
-    results: dict[str, Result]
+    ledger: Ledger
     progress: ProgressSink | None
 
     def fail_pending(self, error: str) -> None:
-        _fail_pending(self.peer, self.mine.images(), self.exports, self.stop, self.results, error)
+        """Fail what is not finished yet (none yet, or in flight), once the exports are known."""
+        markers, errors = self.exports.wait(self.stop)
+        self.ledger.fail_pending(self.mine.images(), markers, errors, error)
 
 
 def _with_retries(run: _PeerRun, connect: Connect) -> None:
@@ -129,7 +131,7 @@ def _with_retries(run: _PeerRun, connect: Connect) -> None:
 def _attempt(link: PeerLink, run: _PeerRun) -> None:
     """One session; the link is closed whatever happens (also when the source's export
     fails before it says which images this peer gets)."""
-    peer, results = run.peer, run.results
+    ledger = run.ledger
     try:
         images = run.mine.images()
         if not images:
@@ -139,42 +141,16 @@ def _attempt(link: PeerLink, run: _PeerRun) -> None:
         markers, live, errors = run.exports.announced(run.stop)
         for image, error in errors.items():
             if image in images:
-                results[image] = Result(peer.name, image, None, Action.FAILED, error=error)
+                ledger.fail(image, error)
         todo = {
             image: exported
             for image, exported in markers.items()
-            if image in images and (image not in results or results[image].action is Action.FAILED)
+            if image in images and ledger.needs(image)
         }
         try:
             known = link.recognise(todo, inventory)
-            serve(link, peer, todo, known, run.export_dir, results, run.progress, live, run.stop)
+            serve(link, run.peer, todo, known, run.export_dir, ledger, run.progress, live, run.stop)
         finally:
-            for image in todo:
-                if image in results:
-                    results[image].engine, results[image].store = link.engine_version, link.store
+            ledger.engine(todo, link.engine_version, link.store)
     finally:
         link.close()
-
-
-def _fail_pending(
-    peer: PeerSettings,
-    images: list[str],
-    exports: Exports,
-    stop: threading.Event,
-    results: dict[str, Result],
-    error: str,
-) -> None:
-    """Mark failed every image not finished yet (none yet, or in flight without error)."""
-    markers, errors = exports.wait(stop)
-    for image in images:
-        done = results.get(image)
-        if image in errors and done is None:
-            results[image] = Result(peer.name, image, None, Action.FAILED, error=errors[image])
-        elif image in markers and (done is None or _in_flight(done)):
-            sent = done.bytes_sent if done else 0
-            version = markers[image].version
-            results[image] = Result(peer.name, image, version, Action.FAILED, sent, error=error)
-
-
-def _in_flight(result: Result) -> bool:
-    return result.action is Action.FAILED and result.error is None

@@ -16,6 +16,7 @@ from imgsync.errors import RemoteCommandError
 from imgsync.model import Action, Marker, Result
 from imgsync.source import agentless
 from imgsync.source.delivery import serve
+from imgsync.source.ledger import Ledger
 
 from . import tarballs
 
@@ -152,12 +153,13 @@ def exported(tmp_path: Path, sha: str | None = None) -> tuple[Marker, bytes]:
 
 def sync(shell: FakeShell, marker: Marker, tmp_path: Path) -> Result:
     """One session through the agentless link, as :func:`imgsync.source.peer.sync_peer` runs it."""
-    results: dict[str, Result] = {}
+    ledger = Ledger(peer().name)
     link = agentless.AgentlessLink(shell, peer(), tmp_path)
     todo = {REF: marker}
     inventory = link.recognise(todo, link.inventory([REF]))
-    serve(link, peer(), todo, inventory, tmp_path, results)
-    return results[REF]
+    serve(link, peer(), todo, inventory, tmp_path, ledger)
+    [result] = ledger.results([REF])
+    return result
 
 
 def docker_verbs(shell: FakeShell) -> list[list[str]]:
