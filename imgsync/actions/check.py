@@ -160,7 +160,7 @@ def _docker_cli_item(peer: cfg.PeerSettings, ssh: SshSession) -> Item:
     argv = [*peer.docker_argv, "version", "--format", "{{.Server.Version}}"]
     fix = f"install Docker on the peer, or set docker_command (now {shlex.join(peer.docker_argv)})"
     try:
-        engine, store = agentless.engine_facts(ssh, peer)
+        engine, store = agentless.docker_info(ssh, peer)
         if engine is not None:
             detail = f"Docker {engine}, {store} image store ({shlex.join(peer.docker_argv)})"
             return Item("docker", OK, detail)

@@ -116,7 +116,7 @@ class AgentlessLink:
         ssh = SshSession(peer, stop)
         ssh.connect()
         link = cls(ssh, peer, export_dir, ssh)
-        link.engine_version, link.store = engine_facts(ssh, peer)
+        link.engine_version, link.store = docker_info(ssh, peer)
         return link
 
     def inventory(self, images: Sequence[str]) -> Inventory:
@@ -201,7 +201,7 @@ class AgentlessLink:
         return f"{inbox}/{PARTIAL_PREFIX}{exported.bundle}", f"{inbox}/{exported.bundle}"
 
 
-def engine_facts(ssh: Shell, peer: PeerSettings) -> tuple[str | None, str | None]:
+def docker_info(ssh: Shell, peer: PeerSettings) -> tuple[str | None, str | None]:
     """The peer's Docker version and image store, from ``docker info`` through its
     ``docker_command``; ``(None, None)`` when it does not say (the steps that follow
     report why)."""

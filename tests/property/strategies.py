@@ -3,13 +3,11 @@ Docker's grammar, JSON values, and a small TOML writer for generated config docu
 
 from __future__ import annotations
 
-import json
-import math
 import re
-from collections.abc import Mapping
-from typing import Any
 
 from hypothesis import strategies as st
+
+from lab import tomlw
 
 SHELL_META = ";|&$()`<>*?[]{}!'\"\\"
 WHITESPACE = " \t\n\r\x0b\x0c\x85\u00a0\u2028"
@@ -207,54 +205,9 @@ def nested(depth: int, kind: str) -> bytes:
 
 # --- TOML -----------------------------------------------------------------------------
 
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def toml_key(key: str) -> str:
-    return key if _BARE_KEY.fullmatch(key) else toml_string(key)
-
-
-def toml_string(value: str) -> str:
-    # JSON escapes are TOML escapes; TOML also wants DEL escaped, non-ASCII may stay raw.
-    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        return toml_string(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(item) for item in value) + "]"
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"not a TOML value: {value!r}")
-
-
-def toml_dumps(document: Mapping[str, Any]) -> str:
-    """Top-level scalars first, then ``[table]`` per dict and ``[[array]]`` per non-empty
-    list of dicts; anything deeper is written inline."""
-    lines = []
-    tables = []
-    for key, value in document.items():
-        if isinstance(value, Mapping):
-            tables.append(f"\n[{toml_key(key)}]")
-            tables += [f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()]
-        elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
-            for item in value:
-                tables.append(f"\n[[{toml_key(key)}]]")
-                tables += [f"{toml_key(k)} = {toml_value(v)}" for k, v in item.items()]
-        else:
-            lines.append(f"{toml_key(key)} = {toml_value(value)}")
-    return "\n".join(lines + tables) + "\n"
+# The lab's writer (lab/tomlw.py) writes every document the properties generate.
+toml_dumps = tomlw.dumps
+toml_value = tomlw.value_to_toml
 
 
 toml_scalars = st.one_of(

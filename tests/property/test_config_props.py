@@ -196,9 +196,8 @@ def test_the_toml_writer_writes_what_the_loader_reads() -> None:
     """The strategies' TOML writer is faithful (else the properties test nothing)."""
     text = toml_dumps(BASE)
     assert tomllib.loads(text) == BASE
-    assert (
-        toml_value({"a b": [1, 1.5, "x\x7f\n", True]}) == '{"a b" = [1, 1.5, "x\\u007f\\n", true]}'
-    )
+    awkward = {"a b": [1, 1.5, "x\x7f\n", True]}
+    assert tomllib.loads(f"v = {toml_value(awkward)}") == {"v": awkward}
 
 
 @given(documents)
