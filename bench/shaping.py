@@ -17,7 +17,8 @@ late (TCP's handshake). ``delay`` 10 ms each way is a 20 ms round trip; it only 
 connections opened after it was set. Pacing happens before the delay line, so a
 paced upload is 12.5 MB/s *and* 10 ms late, as on a real 100 Mbit/s link.
 
-Same counters and faults as the lab's relay; only ``_pump`` differs. It is swapped in for a
+Same counters, faults and token bucket (:mod:`lab.pacing`) as the lab's relay; only
+``_pump`` differs. It is swapped in for a
 started lab's relays on the same address and port (:func:`install`), so configs and
 known_hosts stay valid. Only loopback addresses are accepted: this never shapes a real
 interface.
@@ -34,7 +35,8 @@ import time
 from dataclasses import dataclass
 
 from lab import Lab, Peer
-from lab.relay import BUF_SIZE, ByteCountingRelay, _Conn
+from lab.pacing import TokenBucket
+from lab.relay import BUF_SIZE, ByteCountingRelay, Connection
 
 BURST = 256 * 1024  # bytes: the most a paced connection may send ahead of its rate
 SHAPED_RATE = 12.5e6  # bytes/s: 100 Mbit/s
@@ -127,7 +129,7 @@ class TokenBucketRelay(ByteCountingRelay):
         with self._heads_lock:
             self._heads.clear()
 
-    def _head(self, conn: _Conn, up: bool) -> bytearray:
+    def _head(self, conn: Connection, up: bool) -> bytearray:
         """This connection's first bytes in one direction (kept on the connection itself:
         both pumps of a connection share one pair)."""
         with self._heads_lock:
@@ -141,11 +143,7 @@ class TokenBucketRelay(ByteCountingRelay):
     def _count(self, head: bytearray, data: memoryview | bytes, up: bool) -> None:
         if len(head) < HEAD_BYTES:
             head += data[: HEAD_BYTES - len(head)]
-        with self._count_lock:
-            if up:
-                self._up += len(data)
-            else:
-                self._down += len(data)
+        self._add(len(data), up)
 
     # -- pumping ----------------------------------------------------------------------------
     def _open(self, client: socket.socket) -> None:
@@ -154,7 +152,7 @@ class TokenBucketRelay(ByteCountingRelay):
             time.sleep(2 * delay)  # TCP's own handshake: one round trip before any data
         super()._open(client)
 
-    def _pump(self, conn: _Conn, src: socket.socket, dst: socket.socket, up: bool) -> None:
+    def _pump(self, conn: Connection, src: socket.socket, dst: socket.socket, up: bool) -> None:
         head = self._head(conn, up)
         delay = min(self.delay, MAX_DELAY)
         try:
@@ -165,15 +163,9 @@ class TokenBucketRelay(ByteCountingRelay):
         except OSError:
             conn.close()  # a reset on one side resets the other
         finally:
-            with conn.lock:
-                conn.open_halves -= 1
-                done = conn.open_halves == 0
-            if done:
-                conn.close()
-                with self._conns_lock:
-                    self._conns.discard(conn)
+            self._release(conn)
 
-    def _read(self, src: socket.socket, buf: bytearray, up: bool, bucket: _Bucket) -> int:
+    def _read(self, src: socket.socket, buf: bytearray, up: bool, bucket: TokenBucket) -> int:
         """One read, paced when this direction has a rate: returns its size (0 at EOF)."""
         rate = self.rate_limit if up else None
         # never read more than the bucket can ever hold: a read is sent at once
@@ -187,7 +179,7 @@ class TokenBucketRelay(ByteCountingRelay):
     ) -> None:
         buf = bytearray(BUF_SIZE)
         view = memoryview(buf)
-        bucket = _Bucket()
+        bucket = _bucket()
         while True:
             n = self._read(src, buf, up, bucket)
             if n == 0:
@@ -199,7 +191,7 @@ class TokenBucketRelay(ByteCountingRelay):
 
     def _pump_delayed(
         self,
-        conn: _Conn,
+        conn: Connection,
         src: socket.socket,
         dst: socket.socket,
         up: bool,
@@ -216,7 +208,7 @@ class TokenBucketRelay(ByteCountingRelay):
         )
         writer.start()
         buf = bytearray(BUF_SIZE)
-        bucket = _Bucket()
+        bucket = _bucket()
         try:
             while True:
                 n = self._read(src, buf, up, bucket)
@@ -229,7 +221,7 @@ class TokenBucketRelay(ByteCountingRelay):
             writer.join()
 
     def _deliver(
-        self, conn: _Conn, line: _DelayLine, dst: socket.socket, up: bool, head: bytearray
+        self, conn: Connection, line: _DelayLine, dst: socket.socket, up: bool, head: bytearray
     ) -> None:
         try:
             while (item := line.get()) is not None:
@@ -249,24 +241,9 @@ class TokenBucketRelay(ByteCountingRelay):
             line.close()
 
 
-class _Bucket:
-    """A token bucket of ``BURST`` bytes: :meth:`take` sleeps until ``n`` bytes may pass."""
-
-    def __init__(self) -> None:
-        self.tokens = float(BURST)
-        self.last = time.monotonic()
-
-    def _refill(self, rate: float) -> None:
-        now = time.monotonic()
-        self.tokens = min(float(BURST), self.tokens + (now - self.last) * rate)
-        self.last = now
-
-    def take(self, n: int, rate: float) -> None:
-        self._refill(rate)
-        if self.tokens < n:
-            time.sleep((n - self.tokens) / rate)
-            self._refill(rate)
-        self.tokens -= n
+def _bucket() -> TokenBucket:
+    """The shaped links' bucket: ``BURST`` bytes, full at the start (lab/pacing.py)."""
+    return TokenBucket(burst_bytes=BURST, full=True)
 
 
 def install(lab: Lab) -> None:

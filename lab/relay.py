@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-import time
+
+from .pacing import TokenBucket
 
 BUF_SIZE = 256 * 1024
 
 
-class _Conn:
+class Connection:
     """One relayed connection: the client side and the upstream (target) side."""
 
     def __init__(self, client: socket.socket, upstream: socket.socket) -> None:
@@ -44,7 +45,7 @@ class ByteCountingRelay:
         self._down = 0
         self._connections_total = 0
         self._count_lock = threading.Lock()
-        self._conns: set[_Conn] = set()
+        self._conns: set[Connection] = set()
         self._conns_lock = threading.Lock()
         self._blocked = False
         self._silent = False
@@ -193,7 +194,7 @@ class ByteCountingRelay:
         upstream.settimeout(None)
         for sock in (client, upstream):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = _Conn(client, upstream)
+        conn = Connection(client, upstream)
         with self._conns_lock:
             if self._stopping.is_set():
                 conn.close()
@@ -207,10 +208,10 @@ class ByteCountingRelay:
         ).start()
         self._pump(conn, upstream, client, False)
 
-    def _pump(self, conn: _Conn, src: socket.socket, dst: socket.socket, up: bool) -> None:
+    def _pump(self, conn: Connection, src: socket.socket, dst: socket.socket, up: bool) -> None:
         buf = bytearray(BUF_SIZE)
         view = memoryview(buf)
-        tokens, last = 0.0, time.monotonic()  # a token bucket: credit never builds up
+        bucket = TokenBucket(burst_seconds=0.1)  # credit never builds up past 0.1 s
         try:
             while True:
                 n = src.recv_into(buf)
@@ -221,23 +222,27 @@ class ByteCountingRelay:
                 dst.sendall(view[:n])
                 rate = self.rate_limit if up else None
                 if rate:
-                    now = time.monotonic()
-                    tokens = min(rate * 0.1, tokens + (now - last) * rate) - n  # 0.1 s burst
-                    last = now
-                    if tokens < 0:
-                        time.sleep(-tokens / rate)
-                with self._count_lock:
-                    if up:
-                        self._up += n
-                    else:
-                        self._down += n
+                    bucket.take(n, rate)
+                self._add(n, up)
         except OSError:
             conn.close()  # a reset on one side resets the other
         finally:
-            with conn.lock:
-                conn.open_halves -= 1
-                done = conn.open_halves == 0
-            if done:
-                conn.close()
-                with self._conns_lock:
-                    self._conns.discard(conn)
+            self._release(conn)
+
+    def _add(self, n: int, up: bool) -> None:
+        """Count ``n`` bytes moved in one direction."""
+        with self._count_lock:
+            if up:
+                self._up += n
+            else:
+                self._down += n
+
+    def _release(self, conn: Connection) -> None:
+        """One direction of ``conn`` has ended; the second one closes and forgets it."""
+        with conn.lock:
+            conn.open_halves -= 1
+            done = conn.open_halves == 0
+        if done:
+            conn.close()
+            with self._conns_lock:
+                self._conns.discard(conn)
