@@ -6,8 +6,8 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .cases import CASES, LINKS, Run
 from .measure import Spread
+from .names import CASES, LINKS, Run
 
 CASE_ORDER = [*CASES, "mem", "tput"]
 LINK_ORDER = [link.name for link in LINKS.values()]

@@ -2,13 +2,10 @@
 chunk in both directions (a round trip), and keeps the first bytes of each connection (the
 SSH key exchange offers, to name the cipher each tool used).
 
-The lab's :class:`~lab.relay.ByteCountingRelay` paces the upload direction by comparing
-the bytes moved with the time since the *connection* opened. A connection that sat idle
-first (an SSH session that connects, asks a few questions, then uploads) has banked that
-idle time, and its next ``idle x rate`` bytes pass unpaced: after 2 s of questions at
-12.5 MB/s, 25 MB go at loopback speed. That favours a tool that talks before it sends,
-and a small thin upload can fit in the credit entirely. Here the credit is capped at
-``BURST`` bytes, as on a real link (a queue, not a memory of past idleness).
+Pacing: the token bucket of :mod:`lab.pacing`, which the lab's relay uses too, with a
+burst of ``BURST`` bytes, as on a real link (a queue, not a memory of past idleness; the
+lab's relay allows 0.1 s of its rate, 1.25 MB at 12.5 MB/s, which would let a small thin
+upload pass unpaced).
 
 Latency: with ``delay`` set, every chunk read from one side is written to the other
 ``delay`` seconds later (a delay line per direction, bounded to ``QUEUE_LIMIT`` bytes; the
@@ -17,8 +14,7 @@ late (TCP's handshake). ``delay`` 10 ms each way is a 20 ms round trip; it only 
 connections opened after it was set. Pacing happens before the delay line, so a
 paced upload is 12.5 MB/s *and* 10 ms late, as on a real 100 Mbit/s link.
 
-Same counters, faults and token bucket (:mod:`lab.pacing`) as the lab's relay; only
-``_pump`` differs. It is swapped in for a
+Same counters and faults as the lab's relay; only ``_pump`` differs. It is swapped in for a
 started lab's relays on the same address and port (:func:`install`), so configs and
 known_hosts stay valid. Only loopback addresses are accepted: this never shapes a real
 interface.
