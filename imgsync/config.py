@@ -8,173 +8,45 @@ The result is frozen: nothing changes a config after it is loaded.
 
 from __future__ import annotations
 
-import posixpath
-import re
 import shlex
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     StrictBool,
-    StrictFloat,
     StrictInt,
     StrictStr,
     ValidationError,
     model_validator,
 )
 
-from imgsync import reference
 from imgsync.configpath import DEFAULT_PATH as DEFAULT_PATH  # re-exported
 from imgsync.configpath import ENV_VAR as ENV_VAR
 from imgsync.configpath import resolve_path as resolve_path
+from imgsync.configtypes import (
+    PEER_NAME,
+    AbsPath,
+    Command,
+    Credential,
+    Cron,
+    Duration,
+    GroupKey,
+    GroupName,
+    Host,
+    ImageSelector,
+    Label,
+    Listen,
+    PeerName,
+    Rate,
+    Seconds,
+)
+from imgsync.configtypes import parse_duration as parse_duration  # re-exported
+from imgsync.configtypes import parse_rate as parse_rate
 from imgsync.errors import ConfigError
-
-_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
-_PEER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
-_HOST = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._:\[\]-]{0,252}")
-
-
-def _absolute(value: str) -> str:
-    if not value.startswith("/"):
-        raise ValueError(f"must be an absolute path, got {value!r}")
-    if "\x00" in value or "\n" in value:
-        raise ValueError("must not contain NUL or newline characters")
-    return posixpath.normpath(value)
-
-
-def _image_ref(value: str) -> str:
-    return reference.normalize(value)
-
-
-_GLOB = re.compile(r"[a-z0-9._/:*?\[\]-]{1,255}")
-
-
-def _image_selector(value: str) -> str:
-    """An exact reference (normalized), or a glob over ``repo:tag`` names."""
-    if not any(c in value for c in "*?["):
-        return reference.normalize(value)
-    if not _GLOB.fullmatch(value) or value.startswith("-"):
-        raise ValueError(
-            f"{value!r} is not a valid image reference or pattern "
-            "(lowercase repo:tag with * ? [ ] wildcards)"
-        )
-    return value
-
-
-def _label(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}(=[^\x00-\x1f]{0,256})?", value):
-        raise ValueError(f"{value!r} is not a label selector (key or key=value)")
-    return value
-
-
-def _peer_name(value: str) -> str:
-    if not _PEER_NAME.fullmatch(value):
-        raise ValueError(
-            f"{value!r} is not a valid peer name (letters, digits, '.', '_', '-'; at most 63)"
-        )
-    return value
-
-
-def _group_name(value: str) -> str:
-    if not _PEER_NAME.fullmatch(value):
-        raise ValueError(
-            f"{value!r} is not a valid group name (letters, digits, '.', '_', '-'; at most 63)"
-        )
-    return value
-
-
-def _host(value: str) -> str:
-    if not _HOST.fullmatch(value):
-        raise ValueError(f"{value!r} is not a valid host name or address")
-    return value
-
-
-def _command(value: str) -> str:
-    if any(c in value for c in "\x00\n\r"):
-        raise ValueError("must be one line without NUL characters")
-    try:
-        argv = shlex.split(value)
-    except ValueError as err:
-        raise ValueError(f"cannot be split into words: {err}") from None
-    if not argv:
-        raise ValueError("must not be empty")
-    return value
-
-
-def _cron(value: str) -> str:
-    fields = value.split()
-    if len(fields) != 5:
-        raise ValueError(f"{value!r} is not a cron expression (5 fields: min hour day month dow)")
-    from apscheduler.triggers.cron import CronTrigger  # only a config with a cron needs it
-
-    try:
-        CronTrigger.from_crontab(value)
-    except ValueError as err:
-        raise ValueError(f"{value!r} is not a valid cron expression: {err}") from None
-    return value
-
-
-def _listen(value: str) -> str:
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{value!r} is not host:port")
-    return value
-
-
-def _credential(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", value):
-        raise ValueError(f"{value!r} is not a systemd credential name")
-    return value
-
-
-_RATE = re.compile(r"(\d+(?:\.\d+)?)\s*(k|M|G)?(B|bit)/s")
-_RATE_UNITS = {None: 1, "k": 1e3, "M": 1e6, "G": 1e9}
-
-
-def parse_rate(value: str) -> float:
-    """``"20MB/s"``, ``"100Mbit/s"``, ``"500kB/s"`` → bytes per second."""
-    match = _RATE.fullmatch(value.strip())
-    if match is None:
-        raise ValueError(f"{value!r} is not a rate (like '20MB/s' or '100Mbit/s')")
-    number, prefix, unit = match.groups()
-    rate = float(number) * _RATE_UNITS[prefix] / (8 if unit == "bit" else 1)
-    if rate < 1000:
-        raise ValueError(f"{value!r} is below 1 kB/s")
-    return rate
-
-
-def _rate(value: str) -> str:
-    parse_rate(value)
-    return value
-
-
-def parse_duration(value: str) -> float:
-    """``"90s"``, ``"5m"``, ``"1h30m"`` → seconds."""
-    match = _DURATION.fullmatch(value.strip())
-    if not value.strip() or match is None or not any(match.groups()):
-        raise ValueError(f"{value!r} is not a duration (like '30s', '5m', '1h30m')")
-    hours, minutes, seconds = (int(g or 0) for g in match.groups())
-    total = hours * 3600 + minutes * 60 + seconds
-    if total <= 0:
-        raise ValueError("must be longer than zero")
-    return float(total)
-
-
-def _duration(value: str) -> str:
-    parse_duration(value)
-    return value
-
-
-AbsPath = Annotated[StrictStr, AfterValidator(_absolute)]
-ImageRef = Annotated[StrictStr, AfterValidator(_image_ref)]
-ImageSelector = Annotated[StrictStr, AfterValidator(_image_selector)]
-Label = Annotated[StrictStr, AfterValidator(_label)]
-Seconds = Annotated[StrictFloat, Field(gt=0, le=86400)]  # strict: ints pass, strings do not
 
 
 class _Section(BaseModel):
@@ -206,18 +78,18 @@ class SshConfig(_Section):
     apply_timeout: Seconds = 1800
     retries: Annotated[StrictInt, Field(ge=0, le=20)] = 2
     retry_wait: Seconds = 2
-    passphrase_credential: Annotated[StrictStr, AfterValidator(_credential)] | None = None
+    passphrase_credential: Credential | None = None
     compression: Literal["none", "zstd"] = "none"
     compression_level: Annotated[StrictInt, Field(ge=1, le=19)] = 3
-    max_rate: Annotated[StrictStr, AfterValidator(_rate)] | None = None
+    max_rate: Rate | None = None
 
 
 class PeerConfig(_Section):
-    name: Annotated[StrictStr, AfterValidator(_peer_name)]
-    host: Annotated[StrictStr, AfterValidator(_host)]
+    name: PeerName
+    host: Host
     port: Annotated[StrictInt, Field(ge=1, le=65535)] = 22
     inbox: AbsPath = "/var/lib/imgsync/inbox"
-    apply_command: Annotated[StrictStr, AfterValidator(_command)] = "imgsync apply"
+    apply_command: Command = "imgsync apply"
     user: StrictStr | None = None
     identity_file: AbsPath | None = None
     known_hosts: AbsPath | None = None
@@ -226,15 +98,15 @@ class PeerConfig(_Section):
     apply_timeout: Seconds | None = None
     retries: Annotated[StrictInt, Field(ge=0, le=20)] | None = None
     retry_wait: Seconds | None = None
-    passphrase_credential: Annotated[StrictStr, AfterValidator(_credential)] | None = None
+    passphrase_credential: Credential | None = None
     compression: Literal["none", "zstd"] | None = None
     compression_level: Annotated[StrictInt, Field(ge=1, le=19)] | None = None
-    max_rate: Annotated[StrictStr, AfterValidator(_rate)] | None = None
+    max_rate: Rate | None = None
     trust_unknown_hosts: StrictBool = False
     mode: Literal["agent", "agentless"] = "agent"  # agentless: only sshd and docker there
-    docker_command: Annotated[StrictStr, AfterValidator(_command)] = "docker"  # agentless
+    docker_command: Command = "docker"  # agentless
     images: list[ImageSelector] | None = None  # only these of the source's images
-    groups: list[Annotated[StrictStr, AfterValidator(_group_name)]] = []
+    groups: list[GroupName] = []
 
 
 class GroupConfig(_Section):
@@ -242,7 +114,7 @@ class GroupConfig(_Section):
 
 
 class MetricsConfig(_Section):
-    listen: Annotated[StrictStr, AfterValidator(_listen)] | None = None  # "127.0.0.1:9477"
+    listen: Listen | None = None  # "127.0.0.1:9477"
     textfile: AbsPath | None = None  # node-exporter textfile collector
 
 
@@ -255,12 +127,12 @@ class ReceiverConfig(_Section):
 
 
 class ScheduleConfig(_Section):
-    interval: Annotated[StrictStr, AfterValidator(_duration)] | None = None
-    cron: Annotated[StrictStr, AfterValidator(_cron)] | None = None
-    jitter: Annotated[StrictStr, AfterValidator(_duration)] | None = None
-    misfire_grace: Annotated[StrictStr, AfterValidator(_duration)] = "5m"
+    interval: Duration | None = None
+    cron: Cron | None = None
+    jitter: Duration | None = None
+    misfire_grace: Duration = "5m"
     events: StrictBool = True
-    debounce: Annotated[StrictStr, AfterValidator(_duration)] = "2s"
+    debounce: Duration = "2s"
 
     @model_validator(mode="after")
     def _one_trigger(self) -> ScheduleConfig:
@@ -280,7 +152,7 @@ class Config(_Section):
     receiver: ReceiverConfig | None = None
     schedule: ScheduleConfig = ScheduleConfig(interval="5m")
     state: StateConfig = StateConfig()
-    groups: dict[Annotated[str, AfterValidator(_group_name)], GroupConfig] = {}
+    groups: dict[GroupKey, GroupConfig] = {}
     metrics: MetricsConfig = MetricsConfig()
 
     @model_validator(mode="after")
@@ -392,7 +264,7 @@ def _describe(error: Any, data: dict[str, Any]) -> str:
             path += f"[{part}]"
             node = node[part] if isinstance(node, list) and part < len(node) else None
             name = node.get("name") if isinstance(node, dict) else None
-            if isinstance(name, str) and _PEER_NAME.fullmatch(name):  # never echo a bad one
+            if isinstance(name, str) and PEER_NAME.fullmatch(name):  # never echo a bad one
                 path += f" ({name})"
         else:
             path += f".{part}" if path else str(part)

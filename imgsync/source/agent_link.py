@@ -16,8 +16,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from imgsync import __version__, frames, log, protocol
+from imgsync.adapters.remote import RemoteProcess
 from imgsync.adapters.signals import Cancelled
-from imgsync.adapters.transport import RemoteProcess, SshSession
+from imgsync.adapters.transport import SshSession
 from imgsync.bundle import marker
 from imgsync.bundle.bundledir import marker_name
 from imgsync.bundle.payload import BytesPayload, Payload
