@@ -26,16 +26,20 @@ from lab import Lab, unavailable_reason
 from . import measure, report, shaping, tree
 from .cases import Bench
 from .names import CASES, COMPRESSION_MODES, LINKS, LOOPBACK, PLAN, Options, compression_setting
-from .page import is_page, page_problems, read_tree, render
+from .page import (
+    DOC,
+    EXIT_CHANGED,
+    EXIT_REFUSED,
+    MIN_RUNS,
+    PEERS,
+    REPO,
+    RESULTS,
+    is_page,
+    page_problems,
+    read_tree,
+    render,
+)
 from .util import say
-
-REPO = Path(__file__).resolve().parents[1]
-DOC = REPO / "docs" / "benchmarks.md"
-RESULTS = REPO / "bench" / "results"
-PEERS = 4
-MIN_RUNS = 3  # the page's rows are medians of at least this many runs
-EXIT_REFUSED = 2  # nothing ran: usage, or the page cannot be written from this tree
-EXIT_CHANGED = 3  # it ran, but the tree changed meanwhile: raw results kept, no page
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
