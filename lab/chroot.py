@@ -12,7 +12,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from ._proc import LabError
+from ._proc import LabError, remove_tree
 
 DEFAULT_ROOT = Path("/var/cache/imgsync-lab/trixie-docker26")
 READY = ".imgsync-ready"
@@ -88,3 +88,47 @@ def _mount_all(root: Path) -> list[Path]:
             subprocess.run(["mount", "--make-rslave", str(point)], check=False)
         done.append(point)
     return done
+
+
+class RootedNode:
+    """A daemon node's directories, seen from outside and from the engine it runs (inside
+    ``chroot``, if any), and the chroot's mounts it holds while it runs. DockerNode and
+    ContainerdNode share it."""
+
+    def __init__(self, name: str, root: Path, run_dir: Path, chroot: Path | None) -> None:
+        if chroot is not None and not (
+            root.is_relative_to(chroot) and run_dir.is_relative_to(chroot)
+        ):
+            raise LabError(f"node {name}: {root} and {run_dir} must lie inside {chroot}")
+        self.name, self.root, self.run_dir, self.chroot = name, root, run_dir, chroot
+        self._mounted = False
+
+    def _inner(self, path: Path) -> str:
+        """``path`` as the engine sees it (inside its chroot, if any)."""
+        if self.chroot is None:
+            return str(path)
+        return "/" + str(path.relative_to(self.chroot))
+
+    def _prefix(self) -> list[str]:
+        return [] if self.chroot is None else ["chroot", str(self.chroot)]
+
+    def _mount(self) -> None:
+        """Mount what the chroot's engine needs (once per node)."""
+        if self.chroot is not None and not self._mounted:
+            acquire(self.chroot)
+            self._mounted = True
+
+    def _unmount(self) -> None:
+        """Give the chroot's mounts back (the last node's release unmounts them)."""
+        if self._mounted and self.chroot is not None:
+            self._mounted = False
+            release(self.chroot)
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def destroy(self) -> None:
+        """stop() and delete the node's run dir and data."""
+        self.stop()
+        remove_tree(self.run_dir)
+        remove_tree(self.root)

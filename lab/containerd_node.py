@@ -13,27 +13,22 @@ import json
 import subprocess
 from pathlib import Path
 
-from . import chroot as chroot_mounts
-from ._proc import LabError, ManagedProcess, remove_tree, unix_socket_ready, unmount_under
+from ._proc import LabError, ManagedProcess, unix_socket_ready, unmount_under
+from .chroot import RootedNode
 
 NAMESPACE = "k8s.io"  # the CRI plugin's namespace: where kubelet looks
 
 
-class ContainerdNode:
+class ContainerdNode(RootedNode):
     """A containerd (CRI on) owned by the lab; ``chroot``: run the root's containerd."""
 
     def __init__(self, name: str, root: Path, run_dir: Path, *, chroot: Path | None = None):
-        if chroot is not None and not (
-            root.is_relative_to(chroot) and run_dir.is_relative_to(chroot)
-        ):
-            raise LabError(f"node {name}: {root} and {run_dir} must lie inside {chroot}")
-        self.name, self.root, self.run_dir, self.chroot = name, root, run_dir, chroot
+        super().__init__(name, root, run_dir, chroot)
         self.socket = run_dir / "ctd.sock"
         if len(str(self.socket) + ".ttrpc") > 100:
             raise LabError(f"run dir {run_dir} is too long for unix sockets; use e.g. /run/isl-x/")
         argv = [*self._prefix(), "containerd", "--config", self._inner(root / "containerd.toml")]
         self._proc = ManagedProcess(f"containerd[{name}]", argv, root / "containerd.log")
-        self._mounted = False
 
     def __repr__(self) -> str:
         return f"ContainerdNode({self.name!r}, socket={str(self.socket)!r})"
@@ -46,14 +41,6 @@ class ContainerdNode:
     def address(self) -> str:
         """The socket as ``ctr -a`` and imgsync's config name it (inside the chroot, if any)."""
         return self._inner(self.socket)
-
-    def _inner(self, path: Path) -> str:
-        if self.chroot is None:
-            return str(path)
-        return "/" + str(path.relative_to(self.chroot))
-
-    def _prefix(self) -> list[str]:
-        return [] if self.chroot is None else ["chroot", str(self.chroot)]
 
     def _write_config(self) -> None:
         for path in (self.root, self.run_dir):
@@ -84,9 +71,7 @@ class ContainerdNode:
         """Start containerd and wait for its socket; on failure, tear down."""
         try:
             self._write_config()
-            if self.chroot is not None and not self._mounted:
-                chroot_mounts.acquire(self.chroot)
-                self._mounted = True
+            self._mount()
             self._proc.spawn()
             self._proc.wait_until(
                 lambda: unix_socket_ready(self.socket), f"listening on {self.socket}", timeout
@@ -101,14 +86,7 @@ class ContainerdNode:
             self._proc.stop(timeout=10)
         finally:
             unmount_under(self.run_dir, self.root)
-            if self._mounted and self.chroot is not None:
-                self._mounted = False
-                chroot_mounts.release(self.chroot)
-
-    def destroy(self) -> None:
-        self.stop()
-        remove_tree(self.run_dir)
-        remove_tree(self.root)
+            self._unmount()
 
     # -- ctr ----------------------------------------------------------------------------------
     def ctr(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -27,8 +27,8 @@ from typing import Any
 import docker
 import docker.errors
 
-from . import chroot as chroot_mounts
-from ._proc import LabError, ManagedProcess, remove_tree, unix_socket_ready, unmount_under
+from ._proc import LabError, ManagedProcess, unix_socket_ready, unmount_under
+from .chroot import RootedNode
 
 CLIENT_TIMEOUT = 300  # seconds; image save/load of a few hundred MB must fit
 
@@ -41,7 +41,7 @@ _DISABLED_PLUGINS = [
 ]
 
 
-class DockerNode:
+class DockerNode(RootedNode):
     """A dockerd (+ containerd) owned by the lab, reachable at :attr:`url`."""
 
     def __init__(
@@ -55,15 +55,8 @@ class DockerNode:
     ) -> None:
         """``chroot``: run the engine installed in that root (lab/chroot.py: Docker 26, with
         the containerd image store); ``root`` and ``run_dir`` must then lie inside it."""
-        self.name = name
-        self.root = root
-        self.run_dir = run_dir
+        super().__init__(name, root, run_dir, chroot)
         self.storage_driver = storage_driver
-        self.chroot = chroot
-        if chroot is not None and not (
-            root.is_relative_to(chroot) and run_dir.is_relative_to(chroot)
-        ):
-            raise LabError(f"node {name}: {root} and {run_dir} must lie inside {chroot}")
         self.data_root = root / "data"
         self.socket = run_dir / "d.sock"
         self.containerd_socket = run_dir / "ctd.sock"
@@ -76,7 +69,6 @@ class DockerNode:
             f"dockerd[{name}]", self._dockerd_argv(), root / "dockerd.log"
         )
         self._client: docker.DockerClient | None = None
-        self._mounted = False
 
     # -- identity ---------------------------------------------------------------------------
     @property
@@ -103,15 +95,6 @@ class DockerNode:
 
     def __repr__(self) -> str:
         return f"DockerNode({self.name!r}, url={self.url!r}, pid={self.pid})"
-
-    def _inner(self, path: Path) -> str:
-        """``path`` as the engine sees it (inside its chroot, if any)."""
-        if self.chroot is None:
-            return str(path)
-        return "/" + str(path.relative_to(self.chroot))
-
-    def _prefix(self) -> list[str]:
-        return [] if self.chroot is None else ["chroot", str(self.chroot)]
 
     # -- lifecycle --------------------------------------------------------------------------
     def _containerd_argv(self) -> list[str]:
@@ -180,9 +163,7 @@ class DockerNode:
         if self._dockerd.alive():
             return
         self._write_configs()
-        if self.chroot is not None and not self._mounted:
-            chroot_mounts.acquire(self.chroot)
-            self._mounted = True
+        self._mount()
         self._containerd.spawn()
         self._containerd.wait_until(
             lambda: unix_socket_ready(self.containerd_socket),
@@ -220,15 +201,7 @@ class DockerNode:
         finally:
             self._containerd.stop(timeout=10)
             unmount_under(self.run_dir, self.data_root)
-            if self._mounted and self.chroot is not None:
-                self._mounted = False
-                chroot_mounts.release(self.chroot)
-
-    def destroy(self) -> None:
-        """stop() and delete the node's run dir and data."""
-        self.stop()
-        remove_tree(self.run_dir)
-        remove_tree(self.root)
+            self._unmount()
 
     # -- API helpers ------------------------------------------------------------------------
     def client(self) -> docker.DockerClient:
