@@ -40,9 +40,11 @@ from imgsync.configtypes import (
     ImageSelector,
     Label,
     Listen,
+    Namespace,
     PeerName,
     Rate,
     Seconds,
+    engine_keys,
 )
 from imgsync.configtypes import parse_duration as parse_duration  # re-exported
 from imgsync.configtypes import parse_rate as parse_rate
@@ -120,10 +122,20 @@ class MetricsConfig(_Section):
 
 class ReceiverConfig(_Section):
     inbox: AbsPath = "/var/lib/imgsync/inbox"
+    engine: Literal["docker", "containerd", "podman"] = "docker"
     docker_host: StrictStr | None = None
+    address: StrictStr | None = None  # containerd's socket; Podman's API (unix://…)
+    namespace: Namespace = "k8s.io"  # containerd: where the CRI (kubelet) looks
+    ctr: Command = "ctr"  # containerd: the ctr command (k3s: "k3s ctr")
+    pin: StrictBool = True  # containerd: pin loaded images against kubelet's image GC
     keep: Annotated[StrictInt, Field(ge=1, le=100)] = 1
     prune: StrictBool = False
     allow: list[ImageSelector] | None = None  # only these images are loaded (None: any)
+
+    @model_validator(mode="after")
+    def _keys_of_its_engine(self) -> ReceiverConfig:
+        engine_keys(self.engine, self.model_fields_set)
+        return self
 
 
 class ScheduleConfig(_Section):

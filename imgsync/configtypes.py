@@ -86,6 +86,24 @@ def _command(value: str) -> str:
     return value
 
 
+def _namespace(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*", value) or len(value) > 76:
+        raise ValueError(f"{value!r} is not a containerd namespace (like 'k8s.io')")
+    return value
+
+
+ENGINE_KEYS = {"docker": {"docker_host"}, "containerd": {"address", "namespace", "ctr", "pin"},
+               "podman": {"address"}}  # fmt: skip
+
+
+def engine_keys(engine: str, given: set[str]) -> None:
+    """``[receiver]`` keys that belong to another engine than ``engine`` are an error."""
+    others = set().union(*ENGINE_KEYS.values()) - ENGINE_KEYS[engine]
+    wrong = sorted(given & others)
+    if wrong:
+        raise ValueError(f"{', '.join(wrong)} cannot be used with engine = {engine!r}")
+
+
 def _cron(value: str) -> str:
     fields = value.split()
     if len(fields) != 5:
@@ -165,3 +183,4 @@ GroupKey = Annotated[str, AfterValidator(_group_name)]
 Listen = Annotated[StrictStr, AfterValidator(_listen)]
 Duration = Annotated[StrictStr, AfterValidator(_duration)]
 Cron = Annotated[StrictStr, AfterValidator(_cron)]
+Namespace = Annotated[StrictStr, AfterValidator(_namespace)]

@@ -87,10 +87,13 @@ class PeerFacts:
     """What an inventory says about the peer itself (``None``: it did not say)."""
 
     imgsync_version: str | None = None
-    engine_version: str | None = None
+    engine_version: str | None = None  # Docker's version; "containerd 1.7.24", "podman 4.3.1"
     store: str | None = None
     inbox_writable: bool | None = None
     inbox_free: int | None = None
+    engine_kind: str | None = None  # docker, containerd, podman (None: an older peer)
+    engine_problems: tuple[str, ...] = ()  # what the peer found wrong with its engine
+    engine_notes: tuple[str, ...] = ()  # what else it says of it (CRI, pinning)
 
 
 def load_facts(raw: bytes) -> PeerFacts:
@@ -100,12 +103,25 @@ def load_facts(raw: bytes) -> PeerFacts:
     if not isinstance(engine, dict):
         engine = {}
     free, writable = data.get("inbox_free"), data.get("inbox_writable")
+    kind, version = printable(engine.get("kind")), printable(engine.get("version"))
+    if kind not in (None, "docker") and version is not None:
+        version = f"{kind} {version}"
     return PeerFacts(
         imgsync_version=printable(data.get("imgsync_version")),
-        engine_version=printable(engine.get("version")),
+        engine_version=version,
         store=printable(engine.get("store")),
         inbox_writable=writable if isinstance(writable, bool) else None,
         inbox_free=free if type(free) is int and free >= 0 else None,
+        engine_kind=kind,
+        engine_problems=_lines(engine.get("problems")),
+        engine_notes=_lines(engine.get("notes")),
+    )
+
+
+def _lines(value: Any) -> tuple[str, ...]:
+    """A short list of printable lines (a peer's problems, notes); anything else: none."""
+    return tuple(
+        printable_text(str(v), 300) for v in (value if isinstance(value, list) else ())[:8]
     )
 
 

@@ -70,6 +70,15 @@ def familiar(reference: str) -> str:
     return reference
 
 
+def qualified(reference: str) -> str:
+    """The full name containerd and kubelet use (``x:1`` → ``docker.io/library/x:1``,
+    ``acme/x:1`` → ``docker.io/acme/x:1``); a name with a registry stays as it is."""
+    first, slash, _rest = reference.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return reference
+    return f"docker.io/{reference}" if slash else f"docker.io/library/{reference}"
+
+
 def is_pattern(selector: str) -> bool:
     """Is ``selector`` a glob (``*``, ``?``, ``[``) rather than one reference?"""
     return any(c in selector for c in "*?[")

@@ -140,10 +140,7 @@ def _agent_items(peer: cfg.PeerSettings, ssh: SshSession) -> Iterator[Item]:
         return
     version = facts.imgsync_version or "unknown (an older imgsync)"
     yield Item("imgsync", OK, f"imgsync {version} answers ({shlex.join(peer.apply_argv)})")
-    if facts.engine_version is None:
-        yield Item("docker", OK, "reachable (its version is not reported by this imgsync)")
-    else:
-        yield Item("docker", OK, f"Docker {facts.engine_version}, {facts.store} image store")
+    yield from _engine_items(facts)
     free = "free space unknown"
     if facts.inbox_free is not None:
         free = f"{human_bytes(facts.inbox_free)} free"
@@ -153,6 +150,21 @@ def _agent_items(peer: cfg.PeerSettings, ssh: SshSession) -> Iterator[Item]:
         return
     writable = "writable" if facts.inbox_writable else "(writable: not reported)"
     yield Item("inbox", OK, f"{peer.inbox} {writable}, {free}")
+
+
+def _engine_items(facts: protocol.PeerFacts) -> Iterator[Item]:
+    """The peer's engine as its inventory describes it, and each problem it found (with
+    its fix, in the peer's words)."""
+    kind = facts.engine_kind or "docker"
+    if facts.engine_version is None:
+        yield Item(kind, OK, "reachable (its version is not reported by this imgsync)")
+    elif kind == "docker":
+        yield Item(kind, OK, f"Docker {facts.engine_version}, {facts.store} image store")
+    else:
+        yield Item(kind, OK, ", ".join((facts.engine_version, *facts.engine_notes)))
+    for problem in facts.engine_problems:
+        what, _, fix = problem.partition(": ")
+        yield Item(kind, FAIL, what, fix=fix or None)
 
 
 def _docker_cli_item(peer: cfg.PeerSettings, ssh: SshSession) -> Item:

@@ -9,27 +9,22 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import docker
 import docker.errors
 import requests.exceptions
 
+from imgsync.engines.base import DOCKER, EngineFacts, ImageInfo
 from imgsync.errors import EngineError, ImageNotFound
-from imgsync.model import RuntimeConfig, chain_ids, runtime_config, store_of
+from imgsync.model import chain_ids, runtime_config, store_of
 
 SAVE_CHUNK = 1024 * 1024
 _API_TIMEOUT = 600
 _LOADED_ID = "Loaded image ID: "  # what docker load says of an image it loaded untagged
 
 
-@dataclass(frozen=True)
-class ImageInfo:
-    id: str  # the engine's own ID: the config digest (classic), a manifest digest (containerd)
-    diff_ids: tuple[str, ...]
-    size: int
-    runtime: RuntimeConfig = ()
+__all__ = ["Engine", "ImageEvents", "ImageInfo"]
 
 
 class Engine:
@@ -75,10 +70,12 @@ class Engine:
         except (docker.errors.DockerException, requests.exceptions.RequestException) as err:
             raise EngineError(f"docker save {reference} on {self.name} failed: {err}") from None
 
-    def load(self, tarball: BinaryIO | Iterator[bytes], what: str) -> list[str]:
+    def load(
+        self, tarball: BinaryIO | Iterator[bytes], what: str, reference: str | None = None
+    ) -> list[str]:
         """``docker load`` a tarball (a file, or its bytes as they come); return the IDs of
         the images it loaded untagged; raise :class:`EngineError` with the engine's
-        message."""
+        message. (``reference`` needs nothing: the tarball carries its tag.)"""
         stream = self._call(f"load {what}", self._client.api.load_image, tarball, quiet=True)
         loaded = []
         try:
@@ -162,6 +159,16 @@ class Engine:
 
     def version(self) -> dict[str, Any]:
         return dict(self._call("version", self._client.api.version))
+
+    def layer_blobs(self) -> dict[str, str]:
+        """Docker keeps no such map: the receiver records the blobs it loaded (loaded.py)."""
+        return {}
+
+    def ids_are_versions(self) -> bool:
+        return self.store() == "classic"
+
+    def facts(self) -> EngineFacts:
+        return EngineFacts(DOCKER, str(self.version().get("Version") or "unknown"), self.store())
 
     def _call(self, what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
         try:

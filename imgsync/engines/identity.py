@@ -15,31 +15,34 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from imgsync.engines.docker import Engine, ImageInfo
+from imgsync.engines.base import ImageInfo, ReceivingEngine
 from imgsync.errors import ImageNotFound
 from imgsync.model import VERSION_RE, Marker, RuntimeConfig, runtime_config
 
 INSPECT_MAX = 1024 * 1024  # the most ``docker image inspect`` of one image may say
 
 
-def inspect_or_none(engine: Engine, reference: str) -> ImageInfo | None:
+def inspect_or_none(engine: ReceivingEngine, reference: str) -> ImageInfo | None:
     try:
         return engine.inspect(reference)
     except ImageNotFound:
         return None
 
 
-def is_version(info: ImageInfo, current: Marker, runtime: RuntimeConfig, store: str) -> bool:
+def is_version(
+    info: ImageInfo, current: Marker, runtime: RuntimeConfig, ids_are_versions: bool
+) -> bool:
     """Is ``info`` (what a reference names after a load) the marker's version? Its layers
-    and runtime config must be the bundle's (``runtime``), and on the classic store its ID
-    is the version itself. (On the containerd store the ID is a manifest digest the bundle
-    cannot predict: nothing more to compare.)"""
+    and runtime config must be the bundle's (``runtime``), and where the engine's IDs are
+    versions (the classic store, containerd, Podman) its ID is the version itself. (On
+    Docker's containerd store the ID is a manifest digest the bundle cannot predict:
+    nothing more to compare.)"""
     if info.diff_ids != current.layers or (runtime and info.runtime != runtime):
         return False
-    return store != "classic" or info.id == current.version
+    return not ids_are_versions or info.id == current.version
 
 
-def held_version(engine: Engine, current: Marker, candidates: list[str]) -> str | None:
+def held_version(engine: ReceivingEngine, current: Marker, candidates: list[str]) -> str | None:
     """The ID of an image the engine holds that is ``current``'s version, if any.
     ``candidates``: the version itself (a classic-store ID) and the IDs recorded for it."""
     for image_id in candidates:

@@ -37,7 +37,7 @@ from imgsync.bundle.bundledir import BundleDir, marker_name
 from imgsync.bundle.verify import Received, open_bundle, verify_open
 from imgsync.config import ReceiverConfig
 from imgsync.engines import identity
-from imgsync.engines.docker import Engine
+from imgsync.engines.base import ReceivingEngine
 from imgsync.errors import (
     EngineError,
     ImgsyncError,
@@ -95,7 +95,7 @@ def apply_markers(
 
 
 def _apply_one(
-    engine: Engine,
+    engine: ReceivingEngine,
     inbox: BundleDir,
     path: Path,
     wanted: list[str],
@@ -130,7 +130,7 @@ def _apply_one(
 
 
 def _apply_marker(
-    engine: Engine, inbox: BundleDir, current: Marker, received: Received | None = None
+    engine: ReceivingEngine, inbox: BundleDir, current: Marker, received: Received | None = None
 ) -> tuple[Action, str | None]:
     """Load ``current`` unless the engine runs it; return the action and the ID of the image
     the load replaced under the reference (``None``: nothing was replaced). ``received``:
@@ -156,7 +156,9 @@ def _apply_marker(
         if not _adopt(engine, current, saved, arrived):
             _load(engine, current, tarball, before)  # the very file just verified
     after = identity.inspect_or_none(engine, current.reference)
-    if after is None or not identity.is_version(after, current, saved.runtime, engine.store()):
+    if after is None or not identity.is_version(
+        after, current, saved.runtime, engine.ids_are_versions()
+    ):
         if before is not None:
             engine.tag(before, current.reference)
         got = after.id if after is not None else "nothing"
@@ -170,14 +172,16 @@ def _apply_marker(
 
 
 def _adopt(
-    engine: Engine, current: Marker, saved: saveformat.SavedImage, arrived: str | None
+    engine: ReceivingEngine, current: Marker, saved: saveformat.SavedImage, arrived: str | None
 ) -> bool:
     """Tag the image loaded (untagged) while the bundle arrived, when it is the marker's
     version — the bundle is verified by now; otherwise drop it and say so (False)."""
     if arrived is None:
         return False
     info = identity.inspect_or_none(engine, arrived)
-    if info is None or not identity.is_version(info, current, saved.runtime, engine.store()):
+    if info is None or not identity.is_version(
+        info, current, saved.runtime, engine.ids_are_versions()
+    ):
         log.get().warning("image loaded on arrival is not the marker's; loading the file",
                           image_id=arrived, version=current.version)  # fmt: skip
         _remove_replaced(engine, arrived)
@@ -187,11 +191,11 @@ def _adopt(
     return True
 
 
-def _load(engine: Engine, current: Marker, tarball: BinaryIO, before: str | None) -> None:
+def _load(engine: ReceivingEngine, current: Marker, tarball: BinaryIO, before: str | None) -> None:
     log.get().info("loading", version=current.version, replaces=before)
     try:
         tarball.seek(0)
-        engine.load(tarball, f"{current.reference} ({current.bundle})")
+        engine.load(tarball, f"{current.reference} ({current.bundle})", current.reference)
     except OSError as err:
         raise StorageError(f"cannot read {current.bundle}: {err.strerror}") from None
     except EngineError as err:
@@ -223,7 +227,7 @@ def _admit(inbox: BundleDir, path: Path, current: Marker, allow: list[str] | Non
         raise Refused(f"refused: {why}")
 
 
-def _check_held(engine: Engine, current: Marker) -> None:
+def _check_held(engine: ReceivingEngine, current: Marker) -> None:
     """A thin bundle loads only where the engine holds every layer it leaves out."""
     if not current.omitted:
         return
@@ -236,7 +240,7 @@ def _check_held(engine: Engine, current: Marker) -> None:
         )
 
 
-def _remove_replaced(engine: Engine, image_id: str) -> None:
+def _remove_replaced(engine: ReceivingEngine, image_id: str) -> None:
     """``[receiver] prune``: remove the image a load replaced; a refusal is not a failure."""
     try:
         removed = engine.remove_image(image_id)

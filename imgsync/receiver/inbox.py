@@ -4,13 +4,11 @@ it works; a temp file younger than :data:`TEMP_MAX_AGE` may be an upload in flig
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 from imgsync.bundle.bundledir import BundleDir
 from imgsync.config import ReceiverConfig
-from imgsync.engines.docker import Engine
+from imgsync.engines.select import engine_for as engine_for  # re-exported
 
 TEMP_MAX_AGE = 3600.0  # an inbox temp file younger than this may be an upload in flight
 PARTIAL_MAX_AGE = 86400.0  # a partial upload untouched this long will not be resumed
@@ -22,12 +20,3 @@ def open_inbox(receiver: ReceiverConfig) -> BundleDir:
     inbox = BundleDir(Path(receiver.inbox))
     inbox.create()
     return inbox
-
-
-@contextlib.contextmanager
-def engine_for(receiver: ReceiverConfig) -> Iterator[Engine]:
-    engine = Engine(receiver.docker_host)
-    try:
-        yield engine
-    finally:
-        engine.close()

@@ -80,14 +80,16 @@ def _waiting(inbox: BundleDir, image: str) -> str | None:
 
 
 def held_layers(receiver: ReceiverConfig, chains: list[str]) -> HeldLayers:
-    """The engine's image store, which of ``chains`` it holds, and on the containerd store
-    the blob each was loaded from, as recorded (the source decides from these which
-    layers a bundle may leave out: plan.thin_positions)."""
+    """The engine's image store, which of ``chains`` it holds, and where the store needs
+    it, the blob each was loaded from: read by a containerd engine, recorded by imgsync on
+    Docker's containerd store (the source decides from these which layers a bundle may
+    leave out: plan.thin_positions)."""
     with engine_for(receiver) as engine:
         store = engine.store()
         held = engine.layer_chains() & set(chains)
-        blobs: dict[str, str] = {}
-        if store == "containerd":
-            recorded = loaded.held_blobs(Path(receiver.inbox), engine.image_ids())
-            blobs = {chain: recorded[chain] for chain in held if chain in recorded}
-        return HeldLayers(store, held, blobs)
+        vouched = engine.layer_blobs()  # containerd reads them; Docker's store: the records
+        if not vouched and store == "containerd":
+            vouched = loaded.held_blobs(Path(receiver.inbox), engine.image_ids())
+        return HeldLayers(
+            store, held, {chain: vouched[chain] for chain in held if chain in vouched}
+        )

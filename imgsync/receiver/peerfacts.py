@@ -8,18 +8,21 @@ from typing import Any
 
 from imgsync.adapters import fsutil
 from imgsync.config import ReceiverConfig
-from imgsync.engines.docker import Engine
+from imgsync.engines.select import engine_for
 from imgsync.errors import StorageError
 
 
 def engine_facts(receiver: ReceiverConfig) -> dict[str, Any]:
-    """On a peer (every ``apply --inventory``): the engine's version and image store."""
-    engine = Engine(receiver.docker_host)
-    try:
-        version, store = str(engine.version().get("Version") or "unknown"), engine.store()
-    finally:
-        engine.close()
-    return {"engine": {"version": version, "store": store}}
+    """On a peer (every ``apply --inventory``): which engine, its version and image store,
+    and what ``check`` should say is wrong with it."""
+    with engine_for(receiver) as engine:
+        facts = engine.facts()
+    said: dict[str, Any] = {"kind": facts.kind, "version": facts.version, "store": facts.store}
+    if facts.problems:
+        said["problems"] = list(facts.problems)
+    if facts.notes:
+        said["notes"] = list(facts.notes)
+    return {"engine": said}
 
 
 def peer_facts(receiver: ReceiverConfig) -> dict[str, Any]:

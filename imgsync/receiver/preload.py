@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 from imgsync import log
 from imgsync.bundle.untag import UntagError, Untagger
-from imgsync.engines.docker import Engine
+from imgsync.engines.base import ReceivingEngine
 from imgsync.errors import EngineError
 
 QUEUED = 16  # chunks (of up to 4 MiB) waiting for the engine, at most
@@ -28,7 +28,7 @@ _PUT_WAIT = 0.5
 
 
 class Preload:
-    def __init__(self, engine: Engine, name: str) -> None:
+    def __init__(self, engine: ReceivingEngine, name: str) -> None:
         self._engine, self.name = engine, name
         self._untagger = Untagger()
         self._queue: queue.Queue[bytes | None] = queue.Queue(QUEUED)

@@ -165,12 +165,12 @@ class Session:
         (the classic store: what it loads untagged is checked by its ID alone)."""
         if not name.endswith(".tar") or offset:
             return None
-        from imgsync.engines.docker import Engine
+        from imgsync.engines.select import open_engine
         from imgsync.receiver.preload import Preload
 
         engine = None
         try:
-            engine = Engine(self._receiver_config().docker_host)
+            engine = open_engine(self._receiver_config())
             if self._store is None:
                 self._store = engine.store()
         except EngineError as err:  # the file is received all the same; apply says more

@@ -56,7 +56,7 @@ from imgsync.bundle.payload import Payload
 from imgsync.bundle.verify import bundle_runtime
 from imgsync.config import PeerSettings
 from imgsync.engines import identity
-from imgsync.engines.docker import ImageInfo
+from imgsync.engines.base import ImageInfo
 from imgsync.errors import EngineError, RemoteCommandError, StorageError, VerificationError
 from imgsync.model import (
     Action,

@@ -18,7 +18,8 @@ from imgsync.adapters import fsutil
 from imgsync.bundle import saveformat
 from imgsync.bundle.bundledir import BundleDir, bundle_name
 from imgsync.bundle.payload import StreamReader
-from imgsync.engines.docker import Engine, ImageInfo
+from imgsync.engines.base import ImageInfo
+from imgsync.engines.docker import Engine
 from imgsync.errors import ImgsyncError, MarkerError, StorageError, VerificationError
 from imgsync.model import Marker
 from imgsync.plan import needs_export, no_room, with_margin

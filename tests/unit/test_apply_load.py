@@ -11,7 +11,7 @@ from typing import Any, BinaryIO
 import pytest
 
 from imgsync.bundle.bundledir import BundleDir
-from imgsync.engines.docker import ImageInfo
+from imgsync.engines.base import ImageInfo
 from imgsync.errors import ImageNotFound, VerificationError
 from imgsync.model import Action, Marker, chain_ids
 from imgsync.receiver.apply import _apply_marker
@@ -41,12 +41,15 @@ class SwappingEngine:
         self.swap_in.replace(self.path)  # a concurrent writer, between check and load
         return {chain_ids(IMAGE.diff_ids)[0]}
 
-    def load(self, tarball: BinaryIO, what: str) -> list[str]:
+    def load(self, tarball: BinaryIO, what: str, reference: str | None = None) -> list[str]:
         self.loaded = tarball.read()
         return []
 
     def store(self) -> str:
         return "classic"
+
+    def ids_are_versions(self) -> bool:
+        return True
 
     def image_ids(self) -> set[str]:
         return {IMAGE.config_digest}

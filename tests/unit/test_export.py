@@ -13,7 +13,7 @@ import pytest
 
 from imgsync.bundle import payload
 from imgsync.bundle.bundledir import BundleDir
-from imgsync.engines.docker import ImageInfo
+from imgsync.engines.base import ImageInfo
 from imgsync.model import Marker
 from imgsync.source import export
 from imgsync.source.live import LiveExport, LiveThinPayload, thin_streams

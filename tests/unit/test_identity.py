@@ -1,5 +1,6 @@
-"""Whether an image the engine holds is a given version gets the same answer on the classic
-store (the ID is the version) and the containerd store (the ID is a manifest digest)."""
+"""Whether an image the engine holds is a given version gets the same answer on an engine whose
+IDs are versions (Docker's classic store, containerd and Podman as imgsync reads them) and on
+Docker's containerd store (the ID is a manifest digest)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any, cast
 import pytest
 
 from imgsync.engines import identity
-from imgsync.engines.docker import Engine, ImageInfo
+from imgsync.engines.base import ImageInfo
+from imgsync.engines.base import ReceivingEngine
 from imgsync.errors import EngineError, ImageNotFound
 from imgsync.model import Marker, runtime_config
 
@@ -35,8 +37,8 @@ class FakeEngine:
         return self.images[reference]
 
 
-def engine(*images: ImageInfo) -> Engine:
-    return cast(Engine, FakeEngine(*images))
+def engine(*images: ImageInfo) -> ReceivingEngine:
+    return cast(ReceivingEngine, FakeEngine(*images))
 
 
 def info(image_id: str, layers: tuple[str, ...] = (L1, L2), runtime: tuple = RUNTIME) -> ImageInfo:
@@ -44,32 +46,32 @@ def info(image_id: str, layers: tuple[str, ...] = (L1, L2), runtime: tuple = RUN
 
 
 def test_on_the_classic_store_the_loaded_image_must_have_the_version_as_its_id() -> None:
-    assert identity.is_version(info(V1), CURRENT, RUNTIME, "classic")
-    assert not identity.is_version(info(V2), CURRENT, RUNTIME, "classic")
-    assert not identity.is_version(info(MANIFEST), CURRENT, RUNTIME, "classic")
+    assert identity.is_version(info(V1), CURRENT, RUNTIME, True)
+    assert not identity.is_version(info(V2), CURRENT, RUNTIME, True)
+    assert not identity.is_version(info(MANIFEST), CURRENT, RUNTIME, True)
 
 
 def test_on_the_containerd_store_any_id_will_do_when_layers_and_runtime_match() -> None:
-    assert identity.is_version(info(MANIFEST), CURRENT, RUNTIME, "containerd")
-    assert identity.is_version(info(V1), CURRENT, RUNTIME, "containerd")
+    assert identity.is_version(info(MANIFEST), CURRENT, RUNTIME, False)
+    assert identity.is_version(info(V1), CURRENT, RUNTIME, False)
 
 
 def test_other_layers_are_another_version_on_either_store() -> None:
-    for store, image_id in (("classic", V1), ("containerd", MANIFEST)):
-        assert not identity.is_version(info(image_id, (L1, L3)), CURRENT, RUNTIME, store)
-        assert not identity.is_version(info(image_id, (L1,)), CURRENT, RUNTIME, store)
-        assert not identity.is_version(info(image_id, (L2, L1)), CURRENT, RUNTIME, store)
+    for by_id, image_id in ((True, V1), (False, MANIFEST)):
+        assert not identity.is_version(info(image_id, (L1, L3)), CURRENT, RUNTIME, by_id)
+        assert not identity.is_version(info(image_id, (L1,)), CURRENT, RUNTIME, by_id)
+        assert not identity.is_version(info(image_id, (L2, L1)), CURRENT, RUNTIME, by_id)
 
 
 def test_another_runtime_config_is_another_version_on_either_store() -> None:
-    for store, image_id in (("classic", V1), ("containerd", MANIFEST)):
+    for by_id, image_id in ((True, V1), (False, MANIFEST)):
         loaded = info(image_id, runtime=OTHER_RUNTIME)
-        assert not identity.is_version(loaded, CURRENT, RUNTIME, store)
+        assert not identity.is_version(loaded, CURRENT, RUNTIME, by_id)
 
 
 def test_a_bundle_without_a_runtime_config_is_checked_by_layers_and_id_only() -> None:
-    assert identity.is_version(info(MANIFEST, runtime=OTHER_RUNTIME), CURRENT, (), "containerd")
-    assert identity.is_version(info(V1, runtime=()), CURRENT, (), "classic")
+    assert identity.is_version(info(MANIFEST, runtime=OTHER_RUNTIME), CURRENT, (), False)
+    assert identity.is_version(info(V1, runtime=()), CURRENT, (), True)
 
 
 def test_a_held_version_is_found_under_a_recorded_id() -> None:
