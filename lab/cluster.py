@@ -32,18 +32,25 @@ from typing import Any
 from . import tomlw
 from ._proc import LabError, install_sigterm_handler, pick_port, remove_tree
 from .chroot import docker26_root, docker26_unavailable
+from .containerd_node import ContainerdNode
 from .docker_node import DockerNode
+from .podman_node import PodmanNode
 from .relay import ByteCountingRelay
 from .sshd import SshServer, _keygen
 
 ENGINE_HOST = "host"  # the host's dockerd (Debian 12: 20.10, classic image store)
 ENGINE_26 = "26"  # Debian 13's dockerd 26 with the containerd image store (lab/chroot.py)
+CONTAINERD_16 = "containerd-1.6"  # a Kubernetes node's containerd alone: Debian 12's (peers only)
+CONTAINERD_17 = "containerd-1.7"  # … the Debian 13 root's (lab/chroot.py)
+PODMAN_HOST = "podman"  # Podman with its Docker-compatible API: Debian 12's 4.3 (peers only)
+PEER_ONLY = (CONTAINERD_16, CONTAINERD_17, PODMAN_HOST)
+Node = DockerNode | ContainerdNode | PodmanNode
 
 
 @dataclass
 class Peer:
     name: str
-    docker: DockerNode
+    docker: Node  # the peer's engine: Docker (either store), containerd alone, or Podman
     sshd: SshServer
     relay: ByteCountingRelay
     inbox: Path
@@ -79,10 +86,11 @@ class Lab:
         self.peer_engines = list(peer_engines or [ENGINE_HOST] * peers)
         if len(self.peer_engines) != peers:
             raise ValueError(f"peer_engines names {len(self.peer_engines)} engines for {peers}")
-        unknown = {source_engine, *self.peer_engines} - {ENGINE_HOST, ENGINE_26}
-        if unknown:
+        unknown = {source_engine, *self.peer_engines} - {ENGINE_HOST, ENGINE_26, *PEER_ONLY}
+        if unknown or source_engine in PEER_ONLY:
             raise ValueError(
-                f"unknown engines {sorted(unknown)}: use {ENGINE_HOST!r} or {ENGINE_26!r}"
+                f"unknown engines {sorted(unknown or {source_engine})}: use {ENGINE_HOST!r} or "
+                f"{ENGINE_26!r} (and for peers {', '.join(PEER_ONLY)})"
             )
         self.root = Path(root).resolve()
         self.keep = keep
@@ -90,7 +98,7 @@ class Lab:
         token = secrets.token_hex(3)
         self.run_root = Path(f"/run/isl-{token}")
         self.chroot_dir: Path | None = None
-        if ENGINE_26 in {source_engine, *self.peer_engines}:
+        if {ENGINE_26, CONTAINERD_17} & {source_engine, *self.peer_engines}:
             reason = docker26_unavailable()
             if reason is not None:
                 raise LabError(reason)
@@ -102,18 +110,26 @@ class Lab:
         self.source_config = self.root / "source" / "imgsync.toml"
         self.export_dir = self.root / "source" / "export"
         self.state_path = self.root / "source" / "state.db"
-        self.source = self._node("source", source_engine, storage_driver)
+        source = self._node("source", source_engine, storage_driver)
+        assert isinstance(source, DockerNode)
+        self.source = source
         self._n_peers = peers
         self._storage_driver = storage_driver
         self.peers: list[Peer] = []
         self.timings: dict[str, float] = {}
         self._started = False
 
-    def _node(self, name: str, engine: str, storage_driver: str | None) -> DockerNode:
-        if engine == ENGINE_26:
+    def _node(self, name: str, engine: str, storage_driver: str | None) -> Node:
+        if engine in (ENGINE_26, CONTAINERD_17):
             assert self.chroot_dir is not None
             home = self.chroot_dir / name
+            if engine == CONTAINERD_17:
+                return ContainerdNode(name, home, home / "r", chroot=docker26_root())
             return DockerNode(name, home, home / "r", chroot=docker26_root())
+        if engine == CONTAINERD_16:
+            return ContainerdNode(name, self.root / name / "ctd", self.run_root / name)
+        if engine == PODMAN_HOST:
+            return PodmanNode(name, self.root / name / "podman", self.run_root / name)
         return DockerNode(name, self.root / name, self.run_root / name, storage_driver)
 
     def __repr__(self) -> str:
@@ -164,7 +180,7 @@ class Lab:
             for peer in self.peers:
                 peer.inbox.mkdir(parents=True, exist_ok=True)
             # Spawn from this thread (parent-death signal is per thread), wait in parallel.
-            nodes = [self.source] + [p.docker for p in self.peers]
+            nodes: list[Node] = [self.source, *(p.docker for p in self.peers)]
             for node in nodes:
                 node.spawn()
             for peer in self.peers:
@@ -197,7 +213,7 @@ class Lab:
             attempt(f"relay {peer.name}", peer.relay.stop)
         for peer in self.peers:
             attempt(f"sshd {peer.name}", peer.sshd.stop)
-        errors += _stop_all([self.source] + [p.docker for p in self.peers])
+        errors += _stop_all([self.source, *(p.docker for p in self.peers)])
         attempt("run dir", lambda: remove_tree(self.run_root))
         if self.chroot_dir is not None and not self.keep:
             chroot_dir = self.chroot_dir
@@ -258,7 +274,7 @@ class Lab:
         for peer in self.peers:
             overrides = peer_overrides.get(peer.name, {})
             inbox = str(overrides.get("inbox") or peer.inbox)
-            receiver = {"receiver": {"inbox": inbox, "docker_host": peer.docker.url}}
+            receiver = {"receiver": {"inbox": inbox, **peer.docker.receiver_keys()}}
             peer.config_path.write_text(tomlw.dumps(receiver))
             apply = (
                 f"{shlex.join(self.imgsync_cmd)} --config "
@@ -330,7 +346,7 @@ class Lab:
             peer.relay.reset()
 
 
-def _stop_all(nodes: list[DockerNode]) -> list[str]:
+def _stop_all(nodes: list[Node]) -> list[str]:
     """Stop every node in parallel; return what went wrong, by node."""
     errors = []
     with ThreadPoolExecutor(max_workers=min(16, len(nodes))) as pool:
@@ -338,5 +354,5 @@ def _stop_all(nodes: list[DockerNode]) -> list[str]:
             try:
                 future.result()
             except Exception as exc:
-                errors.append(f"dockerd {node.name}: {exc}")
+                errors.append(f"engine {node.name}: {exc}")
     return errors

@@ -9,14 +9,30 @@ root's own ``ctr`` for the 1.7 node), an argv list, never a shell string.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import secrets
+import shlex
 import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ._proc import LabError, ManagedProcess, unix_socket_ready, unmount_under
 from .chroot import RootedNode
 
 NAMESPACE = "k8s.io"  # the CRI plugin's namespace: where kubelet looks
+
+
+def qualified(name: str) -> str:
+    """``name`` as containerd and kubelet spell it (``acme/web:1`` → ``docker.io/acme/web:1``)."""
+    first, slash, _rest = name.partition("/")
+    if name.startswith("sha256:") or (
+        slash and ("." in first or ":" in first or first == "localhost")
+    ):
+        return name
+    return f"docker.io/{name}" if slash else f"docker.io/library/{name}"
 
 
 class ContainerdNode(RootedNode):
@@ -67,18 +83,36 @@ class ContainerdNode(RootedNode):
         ]
         (self.root / "containerd.toml").write_text("\n".join(lines))
 
+    def spawn(self) -> None:
+        """Start containerd (does not wait: :meth:`wait_ready`)."""
+        if self._proc.alive():
+            return
+        self._write_config()
+        self._mount()
+        self._proc.spawn()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        self._proc.wait_until(
+            lambda: unix_socket_ready(self.socket), f"listening on {self.socket}", timeout
+        )
+
     def start(self, timeout: float = 30.0) -> None:
         """Start containerd and wait for its socket; on failure, tear down."""
         try:
-            self._write_config()
-            self._mount()
-            self._proc.spawn()
-            self._proc.wait_until(
-                lambda: unix_socket_ready(self.socket), f"listening on {self.socket}", timeout
-            )
+            self.spawn()
+            self.wait_ready(timeout)
         except BaseException:
             self.stop()
             raise
+
+    @property
+    def url(self) -> str:
+        return self.address
+
+    def receiver_keys(self) -> dict[str, Any]:
+        """The ``[receiver]`` keys of an imgsync peer loading into this node."""
+        ctr = shlex.join([*self._prefix(), "ctr"])
+        return {"engine": "containerd", "address": self.address, "ctr": ctr}
 
     def stop(self) -> None:
         """Stop containerd (by PID) and unmount what its snapshots left. Idempotent."""
@@ -106,6 +140,18 @@ class ContainerdNode(RootedNode):
         """Every image name in the namespace (the CRI adds one per config digest)."""
         return set(self.ctr("images", "ls", "-q").stdout.split())
 
+    def image_id(self, name: str) -> str | None:
+        """The config digest under ``name`` (qualified as kubelet names it), or None."""
+        try:
+            return self.config_digest(qualified(name))
+        except LabError:
+            return None
+
+    def pinned(self, name: str) -> bool:
+        """Does the image ``name`` carry the CRI's pin label?"""
+        listed = self.ctr("images", "ls", f"name=={name}").stdout
+        return "io.cri-containerd.pinned=pinned" in listed
+
     def config_digest(self, name: str) -> str:
         """The config digest of the image ``name`` names: its manifest, read back from the
         content store (one platform's manifest; an index is not followed here)."""
@@ -115,3 +161,32 @@ class ContainerdNode(RootedNode):
                 manifest = json.loads(self.ctr("content", "get", fields[2]).stdout)
                 return str(manifest["config"]["digest"])
         raise LabError(f"{self.name}: no image {name}")
+
+    @contextlib.contextmanager
+    def events(self, log: Path) -> Iterator[list[str]]:
+        """Record containerd's events (``ctr events``) while the block runs; the list it
+        gives is filled, on leaving, with each event's topic in this namespace
+        (``/images/create``, ``/images/update``, …). Starts once a probe event is seen."""
+        topics: list[str] = []
+        probe = f"lab-probe-{secrets.token_hex(3)}"
+        argv = [*self._prefix(), "ctr", "-a", self.address, "events"]
+        with log.open("w") as out:
+            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline, attempt = time.monotonic() + 10, 0
+            while probe not in log.read_text():
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise LabError(f"{self.name}: ctr events did not start: {log.read_text()}")
+                attempt += 1  # a new namespace each time: each makes one event
+                create = ["namespaces", "create", f"{probe}-{attempt}"]
+                argv_probe = [*self._prefix(), "ctr", "-a", self.address, *create]
+                subprocess.run(argv_probe, capture_output=True, check=False)
+                time.sleep(0.05)
+            yield topics
+        finally:
+            proc.terminate()
+            proc.wait(10)
+        for line in log.read_text().splitlines():
+            fields = line.split()
+            if NAMESPACE in fields[:-1]:
+                topics.append(fields[fields.index(NAMESPACE) + 1])

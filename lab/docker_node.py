@@ -79,6 +79,10 @@ class DockerNode(RootedNode):
     def pid(self) -> int | None:
         return self._dockerd.pid
 
+    def receiver_keys(self) -> dict[str, Any]:
+        """The ``[receiver]`` keys of an imgsync peer loading into this node."""
+        return {"docker_host": self.url}
+
     @property
     def containerd_pid(self) -> int | None:
         return self._containerd.pid

@@ -57,5 +57,5 @@ def run(argv: list[str], timeout: float = 120) -> subprocess.CompletedProcess[st
 def receiver_configs(lab: Lab, **changes: Any) -> None:
     """Rewrite every peer's [receiver] config the way the lab does, plus ``changes``."""
     for peer in lab.peers:
-        receiver = {"inbox": str(peer.inbox), "docker_host": peer.docker.url, **changes}
+        receiver = {"inbox": str(peer.inbox), **peer.docker.receiver_keys(), **changes}
         peer.config_path.write_text(dumps({"receiver": receiver}))

@@ -9,8 +9,7 @@ from typing import Any, cast
 import pytest
 
 from imgsync.engines import identity
-from imgsync.engines.base import ImageInfo
-from imgsync.engines.base import ReceivingEngine
+from imgsync.engines.base import ImageInfo, ReceivingEngine
 from imgsync.errors import EngineError, ImageNotFound
 from imgsync.model import Marker, runtime_config
 
