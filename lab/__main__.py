@@ -14,6 +14,7 @@ from pathlib import Path
 from ._proc import LabError, remove_tree, unavailable_reason
 from .chroot import docker26_unavailable
 from .cluster import ENGINE_26, ENGINE_HOST, Lab
+from .docker_node import DockerNode
 from .images import build_image, layer_ids
 
 MiB = 1024 * 1024
@@ -33,7 +34,7 @@ def _check_prereqs() -> None:
 def _ids_table(lab: Lab, images: list[str]) -> bool:
     """Each node's image ID per image (a containerd-store node has its own), and whether
     every node holds the same image: the same layers (diff IDs)."""
-    nodes = [lab.source] + [p.docker for p in lab.peers]
+    nodes = [lab.source] + [p.docker for p in lab.peers if isinstance(p.docker, DockerNode)]
     names = [f"{n.name} ({'containerd' if n.containerd_store else 'classic'})" for n in nodes]
     print(f"{'image':<16}" + "".join(f"{name:<24}" for name in names) + "same layers")
     same = True
@@ -115,7 +116,9 @@ def selftest() -> int:
     try:
         lab.start()
         _say(f"lab up in {lab.timings['start']:.2f}s (root {root}, run {lab.run_root})")
-        for node in [lab.source] + [p.docker for p in lab.peers]:
+        for node in [lab.source] + [
+            p.docker for p in lab.peers if isinstance(p.docker, DockerNode)
+        ]:
             pids += [pid for pid in (node.pid, node.containerd_pid) if pid]
         pids += [p.sshd.pid for p in lab.peers if p.sshd.pid]
         p1 = lab.peers[0]

@@ -44,7 +44,7 @@ def run(
 ) -> Finished:
     """Run ``argv`` to its end (at most ``timeout`` seconds) and say how it ended."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        feed = None if stdin is None or hasattr(stdin, "read") else stdin
+        feed = _feed_of(stdin)
         try:
             proc = subprocess.Popen(  # noqa: S603 - an argv list: no shell parses it
                 argv, stdin=_stdin(stdin, feed), stdout=out, stderr=err
@@ -78,6 +78,20 @@ def _feed(pipe: IO[bytes], chunks: Iterator[bytes]) -> None:
             pipe.close()
 
 
+def _feed_of(stdin: BinaryIO | Iterator[bytes] | None) -> Iterator[bytes] | None:
+    """The chunks to write to the command's stdin; None where it reads a file itself."""
+    if stdin is None:
+        return None
+    if not isinstance(stdin, Iterator):
+        try:
+            stdin.fileno()
+            return None
+        except (OSError, ValueError):  # io.UnsupportedOperation: not a real file
+            reader = stdin
+            return iter(lambda: reader.read(1024 * 1024), b"")
+    return stdin
+
+
 def _stdin(stdin: BinaryIO | Iterator[bytes] | None, feed: Iterator[bytes] | None) -> Any:
     if feed is not None:
         return subprocess.PIPE
@@ -92,4 +106,5 @@ def _head(handle: IO[bytes], limit: int) -> bytes:
 def _tail(handle: IO[bytes]) -> str:
     size = handle.seek(0, 2)
     handle.seek(max(0, size - STDERR_KEPT))
-    return printable_text(handle.read().decode("utf-8", "replace"))
+    text = handle.read().decode("utf-8", "replace")
+    return "\n".join(printable_text(line, 500) for line in text.splitlines()[-50:])
