@@ -45,6 +45,12 @@ def thin_layers(items: list[PlanItem], held: set[str]) -> dict[str, tuple[int, .
     return omitted
 
 
+def needs_blobs(store: str | None) -> bool:
+    """Does a peer with this image store reuse a layer only from the very blob (so a thin
+    bundle must be in the OCI layout, and the source must know its blobs)?"""
+    return store in ("containerd", "podman")
+
+
 def thin_positions(
     store: str,
     positions: tuple[int, ...],
@@ -61,10 +67,11 @@ def thin_positions(
     OCI one that leaves out a blob the peer holds only as another blob (same layer, other
     compression) loads but leaves an image ``docker save`` cannot write (Docker 26.1). So
     there, only layers whose blob the peer recorded (``peer_blobs``: chain ID → digest) as
-    this bundle's. Any other store: none."""
+    this bundle's. Podman likewise (it reuses a layer from the blob it holds it by; a legacy
+    bundle missing one fails). Any other store: none."""
     if store == "classic":
         return positions
-    if store != "containerd" or bundle_blobs is None:
+    if not needs_blobs(store) or bundle_blobs is None:
         return ()
     return tuple(i for i in positions if peer_blobs.get(chains[i]) == bundle_blobs[i])
 

@@ -160,6 +160,15 @@ class PodmanNode(RootedNode):
             raise LabError(f"{self.name}: podman {' '.join(args)}: {done.stderr.strip()[-500:]}")
         return done
 
+    def loads(self) -> int:
+        """How many loads (``loadfromarchive`` events) the node's events log holds so far."""
+        log = self.run_dir / "libpod" / "events.log"
+        return log.read_text().count('"loadfromarchive"') if log.exists() else 0
+
+    def diff_ids(self, name: str) -> tuple[str, ...]:
+        found = self.podman("image", "inspect", "--format", "{{json .RootFS.Layers}}", name)
+        return tuple(json.loads(found.stdout))
+
     def images(self) -> set[str]:
         """Every name an image has (``localhost/…``, ``docker.io/…`` as podman stores it)."""
         listing = json.loads(self.podman("images", "--format", "json").stdout or "[]")

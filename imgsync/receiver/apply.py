@@ -53,6 +53,7 @@ from imgsync.model import (
     Marker,
     chain_ids,
 )
+from imgsync.plan import needs_blobs
 from imgsync.receiver import loaded
 from imgsync.receiver.inbox import APPLY_LOCK, TEMP_MAX_AGE, engine_for, open_inbox
 
@@ -166,7 +167,8 @@ def _apply_marker(
             f"after loading {current.bundle}, {current.reference} is {got}, which is not "
             f"{current.version} (other layers or config); the previous image was kept"
         )
-    loaded.record(inbox.path, after.id, current.version, engine.image_ids(), _blobs(saved))
+    blobs = _blobs(saved) if needs_blobs(engine.store()) else None
+    loaded.record(inbox.path, after.id, current.version, engine.image_ids(), blobs)
     log.get().info("loaded", version=current.version, image_id=after.id)
     return Action.LOADED, before
 

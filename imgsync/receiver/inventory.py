@@ -14,6 +14,7 @@ from imgsync.bundle.bundledir import BundleDir
 from imgsync.config import ReceiverConfig
 from imgsync.errors import LockedError, MarkerError, StorageError
 from imgsync.model import HeldLayers, Inventory, PeerImage
+from imgsync.plan import needs_blobs
 from imgsync.receiver import loaded, peerfacts
 from imgsync.receiver.inbox import (
     APPLY_LOCK,
@@ -87,9 +88,9 @@ def held_layers(receiver: ReceiverConfig, chains: list[str]) -> HeldLayers:
     with engine_for(receiver) as engine:
         store = engine.store()
         held = engine.layer_chains() & set(chains)
-        vouched = engine.layer_blobs()  # containerd reads them; Docker's store: the records
-        if not vouched and store == "containerd":
-            vouched = loaded.held_blobs(Path(receiver.inbox), engine.image_ids())
+        vouched = engine.layer_blobs()  # what the engine can say itself (containerd, Podman)
+        if needs_blobs(store):  # and the blobs recorded loading each image (they win)
+            vouched.update(loaded.held_blobs(Path(receiver.inbox), engine.image_ids()))
         return HeldLayers(
             store, held, {chain: vouched[chain] for chain in held if chain in vouched}
         )

@@ -116,21 +116,22 @@ def record(
 ) -> None:
     """Write down that the engine holds ``version`` as ``image_id`` (with the blob of each
     layer, by chain ID, when given); keep only entries whose image is in ``present`` (what
-    the engine holds now). A classic-store load (``image_id == version``, no blobs) needs
-    no entry but prunes the others all the same."""
+    the engine holds now). A load whose ID is its version needs no version entry (but
+    keeps its blobs, where given) and prunes the others all the same."""
     raw = _read_raw(inbox)
     records = {i: v for i, v in _versions(raw).items() if i in present and i != v}
     raw_blobs = raw.get("blobs")
     kept_blobs = {
-        i: b for i, b in (raw_blobs.items() if isinstance(raw_blobs, dict) else ()) if i in records
+        i: b for i, b in (raw_blobs.items() if isinstance(raw_blobs, dict) else ()) if i in present
     }
     if image_id != version:
         records[image_id] = version
-        if blobs:
-            kept_blobs[image_id] = dict(blobs)
+    if blobs:
+        kept_blobs[image_id] = dict(blobs)
     if len(records) > MAX_ENTRIES:
         records = dict(list(records.items())[-MAX_ENTRIES:])
-        kept_blobs = {i: b for i, b in kept_blobs.items() if i in records}
+    if len(kept_blobs) > MAX_ENTRIES:
+        kept_blobs = dict(list(kept_blobs.items())[-MAX_ENTRIES:])
     data = json.dumps(
         {"format": FORMAT, "images": records, "blobs": kept_blobs}, indent=1, sort_keys=True
     )

@@ -28,7 +28,7 @@ from imgsync.model import (
     Result,
     chain_ids,
 )
-from imgsync.plan import PlanItem, Step, plan_peer, thin_layers, thin_positions
+from imgsync.plan import PlanItem, Step, needs_blobs, plan_peer, thin_layers, thin_positions
 from imgsync.source.ledger import Ledger
 from imgsync.source.link import IMAGE_ERRORS, PeerLink
 from imgsync.source.live import ExportFailed, LiveExport, LivePayload, LiveThinPayload, thin_streams
@@ -119,7 +119,7 @@ def _thin_plan(session: _Session, plan: list[PlanItem]) -> dict[str, Omitted]:
     if not chains:
         return {}
     held = session.link.held_layers(sorted(chains))
-    if held.store == "containerd":
+    if needs_blobs(held.store):
         for item in plan:
             export = session.live.get(item.image)
             if export is not None and held.chains & set(chain_ids(item.marker.layers)):
@@ -137,7 +137,7 @@ def thin_for_store(plan: list[PlanItem], held: HeldLayers, export_dir: Path) -> 
         bundle = export_dir / marker.bundle
         # a dry run plans bundles not exported yet: their blobs are unknown, count them legacy
         blobs = None
-        if held.store == "containerd" and bundle.exists():
+        if needs_blobs(held.store) and bundle.exists():
             blobs = payload.layer_blobs(bundle)
         kept = thin_positions(held.store, positions, chain_ids(marker.layers), held.blobs, blobs)
         if kept != positions:

@@ -55,6 +55,12 @@ def test_the_containerd_store_leaves_out_only_layers_it_holds_as_the_bundles_blo
     assert thin_positions("containerd", (0, 1), CHAINS, {}, BLOBS) == ()  # no record: full
 
 
+def test_podman_like_containerd_reuses_only_a_held_blob_and_never_from_a_legacy_bundle() -> None:
+    diff_ids = {CHAINS[0]: BLOBS[0], CHAINS[1]: "sha256:" + "8" * 64}  # its uncompressed blobs
+    assert thin_positions("podman", (0, 1), CHAINS, diff_ids, BLOBS) == (0,)
+    assert thin_positions("podman", (0, 1), CHAINS, diff_ids, None) == ()
+
+
 @pytest.mark.parametrize("store", ["unknown", "", "Classic"])
 def test_a_store_imgsync_does_not_know_gets_full_bundles(store: str) -> None:
     every_blob = dict(zip(CHAINS, BLOBS, strict=True))
