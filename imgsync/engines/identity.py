@@ -12,6 +12,7 @@ read from the bundle in the export dir (:func:`imgsync.bundle.verify.bundle_runt
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from imgsync.errors import ImageNotFound
 from imgsync.model import VERSION_RE, Marker, RuntimeConfig, runtime_config
 
 INSPECT_MAX = 1024 * 1024  # the most ``docker image inspect`` of one image may say
+_BARE_ID = re.compile(r"[0-9a-f]{64}")
 
 
 def inspect_or_none(engine: ReceivingEngine, reference: str) -> ImageInfo | None:
@@ -71,11 +73,16 @@ def matches(
 
 def from_inspect(data: Any) -> ImageInfo:
     """The :class:`ImageInfo` in one image's ``docker image inspect`` JSON (untrusted: a
-    peer's answer); raise ``ValueError`` saying what is wrong with it. No ``RootFS.Layers``
+    peer's answer; ``podman image inspect``'s too: a one-item array, an ID without
+    ``sha256:``); raise ``ValueError`` saying what is wrong with it. No ``RootFS.Layers``
     means no layers, as Docker omits an empty list."""
+    if isinstance(data, list) and len(data) == 1:  # podman prints the array it inspected
+        data = data[0]
     if not isinstance(data, dict):
         raise ValueError(f"not a JSON object but {type(data).__name__}")
     image_id = data.get("Id")
+    if isinstance(image_id, str) and _BARE_ID.fullmatch(image_id):  # podman: no sha256:
+        image_id = f"sha256:{image_id}"
     if not isinstance(image_id, str) or not VERSION_RE.fullmatch(image_id):
         raise ValueError(f"Id {str(image_id)[:80]!r} is not an image digest")
     rootfs = data.get("RootFS") or {}

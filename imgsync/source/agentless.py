@@ -246,8 +246,9 @@ class _Remote:
         work there."""
         inspect = ["image", "inspect", "--format", "{{json .}}", "--", reference]
         answer = self._run([*self.docker, *inspect])
-        if answer.exit_status == 1 and b"no such image" in answer.stderr.lower():
-            return None
+        said = answer.stderr.lower()
+        if answer.exit_status in (1, 125) and (b"no such image" in said or b"not known" in said):
+            return None  # Docker: "No such image"; Podman (125): "image not known"
         if answer.exit_status != 0:
             what = f"exited {answer.exit_status}: {answer.last_error_line()}"
         elif len(answer.stdout) > identity.INSPECT_MAX:

@@ -9,6 +9,7 @@ counted from its events log, bytes at the lab's relay.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterator
 
 import pytest
@@ -136,3 +137,25 @@ def test_check_names_a_wrong_podman_socket(podman: Lab) -> None:
         assert "FAIL" in done.stdout and "no-such.sock" in done.stdout, done.stdout
     finally:
         receiver_configs(podman)
+
+
+def test_an_agentless_podman_peer_loads_once_through_its_cli_then_leaves_the_image_alone(
+    podman: Lab,
+) -> None:
+    """No imgsync on the peer: ``docker_command`` is the podman CLI (on the node's storage)."""
+    image = "pm/agentless:1"
+    build_image(podman.source.client(), image, [("app.bin", 2 * MB)], seed=9600)
+    cli = {"mode": "agentless", "apply_command": "false",
+           "docker_command": shlex.join(node(podman).podman_argv())}  # fmt: skip
+    podman.write_configs([image], peer_overrides={"p1": cli})
+    code, report = sync_json(podman)
+    assert code == 0, failures(report) or report
+    version = by_peer_image(report)[("p1", image)]["version"]
+    assert node(podman).image_id(image) == version
+    loads = node(podman).loads()
+    podman.reset_counters()
+    code, report = sync_json(podman)
+    assert code == 0, failures(report) or report
+    assert actions(report)[("p1", image)] == "unchanged", report
+    assert node(podman).loads() == loads
+    assert podman.peers[0].relay.bytes_up < 64 * 1024

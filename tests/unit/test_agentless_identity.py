@@ -135,3 +135,14 @@ def test_what_inspect_shows_is_read_defensively() -> None:
     for bad in ([], {"Id": 1}, {"Id": MANIFEST, "RootFS": {"Layers": [1]}}, {"Id": "x"}):
         with pytest.raises(ValueError):
             identity.from_inspect(bad)
+
+
+def test_what_podman_inspect_shows_reads_the_same_as_docker() -> None:
+    """Podman prints the array it inspected, and its IDs without ``sha256:``."""
+    bare = MANIFEST.removeprefix("sha256:")
+    shown = [{"Id": bare, "RootFS": {"Type": "layers", "Layers": list(MARKER.layers)}}]
+    info = identity.from_inspect(json.loads(json.dumps(shown)))
+    assert (info.id, info.diff_ids) == (MANIFEST, MARKER.layers)
+    for bad in ([shown[0], shown[0]], [{"Id": bare.upper()}], [{"Id": bare[:63]}]):
+        with pytest.raises(ValueError):
+            identity.from_inspect(bad)
