@@ -151,8 +151,8 @@ class Result:
     seconds: float = 0.0
     error: str | None = None
     transfer: str | None = None  # "full" or "thin" when a bundle was sent
-    engine: str | None = None  # the peer's Docker version, as its inventory said
-    store: str | None = None  # the peer's image store: "classic" or "containerd"
+    engine: str | None = None  # Docker's version, or "containerd 1.7.24", "podman 4.3.1"
+    store: str | None = None  # the peer's image store: classic, containerd or podman
 
     def to_json_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -248,6 +248,8 @@ class StatusRow:
     bytes_sent: int | None = None  # of the last sync that moved bytes
     seconds: float | None = None
     error: str | None = None  # the last sync's error, when it failed
+    engine: str | None = None  # what the peer's inventory said of its engine, last time
+    store: str | None = None
 
     @property
     def current(self) -> bool:

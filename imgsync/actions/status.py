@@ -11,6 +11,7 @@ exported last for that image; ``status`` exits 0 when every row is current.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from imgsync import config as cfg
@@ -25,15 +26,20 @@ def run(config: cfg.Config, config_path: Path) -> list[StatusRow]:
     if state is None:  # no sync ran on this host yet
         return build_rows(config, [], {})
     try:
-        return build_rows(config, state.pair_records(), state.latest_exports())
+        records, exports = state.pair_records(), state.latest_exports()
+        return build_rows(config, records, exports, state.peer_engines())
     finally:
         state.close()
 
 
 def build_rows(
-    config: cfg.Config, records: list[PairRecord], exports: dict[str, tuple[str, float]]
+    config: cfg.Config,
+    records: list[PairRecord],
+    exports: dict[str, tuple[str, float]],
+    engines: dict[str, tuple[str | None, str | None]] | None = None,
 ) -> list[StatusRow]:
-    """The status table from the state DB's records (pure)."""
+    """The status table from the state DB's records (pure); ``engines``: per peer, its
+    engine and store as last seen."""
     source = config.source
     selectors = list(source.images) if source else []
     by_label = bool(source and source.labels)
@@ -48,7 +54,9 @@ def build_rows(
         recorded = sorted(image for image in still if image not in exact)
         for image in selection.for_peer(exact + recorded, peer.images):
             record = mine.get(image)
-            rows.append(_row(peer.name, image, record, latest.get(image), reached))
+            row = _row(peer.name, image, record, latest.get(image), reached)
+            engine, store = (engines or {}).get(peer.name, (None, None))
+            rows.append(replace(row, engine=engine, store=store))
     return rows
 
 

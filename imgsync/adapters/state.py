@@ -18,8 +18,17 @@ from imgsync.errors import StateError
 from imgsync.model import Marker, Result
 from imgsync.text import printable_text
 
-FORMAT = 1
-_SCHEMA = """
+FORMAT = 2
+_ENGINES = """
+CREATE TABLE peer_engines (
+    peer      TEXT PRIMARY KEY,
+    engine    TEXT,
+    store     TEXT,
+    updated_at REAL NOT NULL
+);
+"""
+_SCHEMA = (
+    """
 CREATE TABLE exports (
     reference TEXT NOT NULL,
     version   TEXT NOT NULL,
@@ -49,6 +58,8 @@ CREATE TABLE peer_images (
     PRIMARY KEY (peer, reference)
 );
 """
+    + _ENGINES
+)
 
 
 @dataclass(frozen=True)
@@ -119,6 +130,12 @@ class StateDB:
         (found,) = self._db.execute("PRAGMA user_version").fetchone()
         if found == FORMAT:
             return
+        if found == 1:  # format 2 adds what each peer said of its engine
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.execute(_ENGINES)
+                self._db.execute(f"PRAGMA user_version = {FORMAT}")
+            return
         if found != 0:
             raise StateError(
                 f"state DB {self.path} has format {found}; this imgsync reads format {FORMAT}"
@@ -177,6 +194,16 @@ class StateDB:
                 if r.error is None and r.version is not None
             ],
         )
+        engines = {r.peer: (r.engine, r.store) for r in rows if r.engine is not None}
+        self._write(
+            "INSERT OR REPLACE INTO peer_engines VALUES (?, ?, ?, ?)",
+            [(peer, engine, store, now) for peer, (engine, store) in engines.items()],
+        )
+
+    def peer_engines(self) -> dict[str, tuple[str | None, str | None]]:
+        """Per peer, its engine and image store as its last inventory said."""
+        rows = self._read("SELECT peer, engine, store FROM peer_engines")
+        return {str(peer): (engine, store) for peer, engine, store in rows}
 
     def peer_versions(self, peer: str) -> dict[str, str]:
         rows = self._db.execute(

@@ -35,10 +35,14 @@ def _row_json(row: StatusRow) -> dict[str, object]:
         "bytes_sent": row.bytes_sent,
         "seconds": None if row.seconds is None else round(row.seconds, 3),
         "error": row.error,
+        "engine": row.engine,
+        "store": row.store,
     }
 
 
-_HEADER = ("PEER", "IMAGE", "VERSION", "CURRENT", "LAST SYNC OK", "LAST TRANSFER", "ERROR")
+_HEADER = (
+    "PEER", "IMAGE", "VERSION", "CURRENT", "LAST SYNC OK", "LAST TRANSFER", "ENGINE", "ERROR"
+)  # fmt: skip
 
 
 def lines(rows: list[StatusRow]) -> list[str]:
@@ -65,7 +69,16 @@ def _cells(row: StatusRow) -> tuple[str, ...]:
         transfer = f"{human_bytes(row.bytes_sent)} in {row.seconds or 0.0:.1f}s"
     error = printable_text(" ".join((row.error or "-").split()))  # whatever the peer said
     when = iso_time(row.last_success) or "-"
-    return (row.peer, row.image, version, current, when, transfer, error)
+    return (row.peer, row.image, version, current, when, transfer, engine_cell(row), error)
+
+
+def engine_cell(row: StatusRow) -> str:
+    """``20.10.24 classic``, ``26.1.5 containerd``, ``containerd 1.7.24``, ``podman 4.3.1``."""
+    if row.engine is None:
+        return "-"
+    if row.store is None or row.store in row.engine:
+        return printable_text(row.engine, 40)
+    return printable_text(f"{row.engine} {row.store}", 40)
 
 
 def summary(rows: list[StatusRow]) -> str:

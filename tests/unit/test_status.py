@@ -126,7 +126,7 @@ def test_json_has_one_object_per_row_with_utc_times() -> None:
     assert document["peers"][0] == {
         "peer": "edge-1", "image": WEB, "version": V1, "current": True,
         "last_success": "1970-01-01T00:00:00Z", "bytes_sent": 2_000_000, "seconds": 1.235,
-        "error": None,
+        "error": None, "engine": None, "store": None,
     }  # fmt: skip
     assert document["peers"][1]["last_success"] is None
 
@@ -172,3 +172,46 @@ def test_status_reads_no_state_db_as_nothing_synced_and_creates_none(tmp_path: P
     path = tmp_path / "state" / "state.db"
     assert StateDB.existing(path) is None
     assert not path.parent.exists()
+
+
+def test_each_row_names_its_peers_engine_as_last_seen() -> None:
+    rows = status.build_rows(
+        config(["acme/web:1"]),
+        [record("edge-1", WEB), record("edge-2", WEB)],
+        {WEB: (V1, 1)},
+        {"edge-1": ("containerd 1.7.24", "containerd"), "edge-2": ("20.10.24", "classic")},
+    )
+    assert [(r.peer, r.engine, r.store) for r in rows] == [
+        ("edge-1", "containerd 1.7.24", "containerd"), ("edge-2", "20.10.24", "classic")
+    ]  # fmt: skip
+    table = "\n".join(shown.lines(rows))
+    assert "containerd 1.7.24" in table and "20.10.24 classic" in table
+    assert json.loads(shown.to_json(rows))["peers"][0]["engine"] == "containerd 1.7.24"
+
+
+def test_the_state_db_keeps_each_peers_engine_from_its_last_inventory(db: StateDB) -> None:
+    docker = {"engine": "20.10.24", "store": "classic"}
+    k8s = {"engine": "containerd 1.7.24", "store": "containerd"}
+    db.record_results("r1", [result("edge-1", Action.LOADED, V1, **docker)])
+    down = result("edge-2", Action.FAILED, None, error="unreachable")
+    db.record_results("r2", [result("edge-1", Action.UNCHANGED, V1, **k8s), down])
+    assert db.peer_engines() == {"edge-1": ("containerd 1.7.24", "containerd")}
+
+
+def test_a_format_1_state_db_gains_the_engines_table_and_keeps_its_rows(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "state.db"
+    old = StateDB(path)
+    old.record_results("r1", [result("edge-1", Action.LOADED, V1, sent=10)])
+    old.close()
+    raw = sqlite3.connect(path)
+    raw.execute("DROP TABLE peer_engines")
+    raw.execute("PRAGMA user_version = 1")
+    raw.commit()
+    raw.close()
+    migrated = StateDB(path)
+    assert [p.running for p in migrated.pair_records()] == [V1]
+    migrated.record_results("r2", [result("edge-1", Action.UNCHANGED, V1, engine="podman 4.3.1",
+                                          store="podman")])  # fmt: skip
+    assert migrated.peer_engines() == {"edge-1": ("podman 4.3.1", "podman")}
