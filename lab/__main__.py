@@ -13,7 +13,8 @@ from pathlib import Path
 
 from ._proc import LabError, remove_tree, unavailable_reason
 from .chroot import docker26_unavailable
-from .cluster import ENGINE_26, ENGINE_HOST, Lab
+from .cluster import CONTAINERD_16, ENGINE_26, ENGINE_HOST, PODMAN_HOST, Lab, Node
+from .containerd_node import ContainerdNode
 from .docker_node import DockerNode
 from .images import build_image, layer_ids
 
@@ -31,18 +32,30 @@ def _check_prereqs() -> None:
         raise SystemExit(reason)
 
 
+def _kind(node: Node) -> str:
+    if isinstance(node, DockerNode):
+        return "containerd store" if node.containerd_store else "classic"
+    return "k8s containerd" if isinstance(node, ContainerdNode) else "podman"
+
+
+def _layers(node: Node, ref: str) -> tuple[str, ...] | None:
+    if node.image_id(ref) is None:
+        return None
+    if isinstance(node, DockerNode):
+        return tuple(layer_ids(node.client(), ref))
+    return node.diff_ids(ref)
+
+
 def _ids_table(lab: Lab, images: list[str]) -> bool:
     """Each node's image ID per image (a containerd-store node has its own), and whether
     every node holds the same image: the same layers (diff IDs)."""
-    nodes = [lab.source] + [p.docker for p in lab.peers if isinstance(p.docker, DockerNode)]
-    names = [f"{n.name} ({'containerd' if n.containerd_store else 'classic'})" for n in nodes]
+    nodes: list[Node] = [lab.source, *(p.docker for p in lab.peers)]
+    names = [f"{n.name} ({_kind(n)})" for n in nodes]
     print(f"{'image':<16}" + "".join(f"{name:<24}" for name in names) + "same layers")
     same = True
     for ref in images:
         ids = [n.image_id(ref) for n in nodes]
-        layers = [
-            layer_ids(n.client(), ref) if i else None for n, i in zip(nodes, ids, strict=True)
-        ]
+        layers = [_layers(n, ref) for n in nodes]
         equal = all(found == layers[0] for found in layers) and layers[0] is not None
         same = same and equal
         row = "".join(f"{(i or '-')[7:26]:<24}" for i in ids)
@@ -62,9 +75,11 @@ def _run_live(argv: list[str]) -> int:
 def demo(keep: bool) -> int:
     _check_prereqs()
     remove_tree(DEMO_ROOT)
-    # p2 runs Docker 26 with the containerd image store when scripts/bootstrap built it
+    # p2 runs Docker 26 with the containerd image store when scripts/bootstrap built it;
+    # p3 is a Kubernetes node's containerd alone, p4 Podman: no Docker on either
     engines = [ENGINE_HOST, ENGINE_HOST if docker26_unavailable() else ENGINE_26]
-    lab = Lab(DEMO_ROOT, peers=2, keep=keep, peer_engines=engines)
+    engines += [CONTAINERD_16, PODMAN_HOST]
+    lab = Lab(DEMO_ROOT, peers=len(engines), keep=keep, peer_engines=engines)
     images = ["demo/web:1", "demo/worker:1"]
     try:
         lab.start()
@@ -87,7 +102,7 @@ def demo(keep: bool) -> int:
             _say(f"kept: root {lab.root}, source config {config}")
             print(config.read_text())
             for node in [lab.source] + [p.docker for p in lab.peers]:
-                print(f"  DOCKER_HOST={node.url}  # {node.name}")
+                print(f"  {node.url}  # {node.name} ({_kind(node)})")
             _say("Ctrl-C to tear down")
             try:
                 while True:

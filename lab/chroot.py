@@ -1,7 +1,9 @@
-"""A second Docker engine for the lab: Debian 13's docker.io 26 in a chroot.
+"""A second Docker engine for the lab: Debian 13's docker.io 26 in a chroot (and its containerd
+1.7 and podman 5).
 
-``scripts/docker26-root`` builds the root once (debootstrap + ``apt-get install docker.io``);
-here we find it and mount what a dockerd inside needs (proc, sys, dev, a tmpfs on run).
+``scripts/docker26-root`` builds the root once (debootstrap + ``apt-get install docker.io
+podman``); here we find it and mount what a dockerd inside needs (proc, sys, dev, a tmpfs on
+run).
 Several nodes share one root: the mounts are counted and undone when the last node stops.
 """
 

@@ -43,7 +43,8 @@ ENGINE_26 = "26"  # Debian 13's dockerd 26 with the containerd image store (lab/
 CONTAINERD_16 = "containerd-1.6"  # a Kubernetes node's containerd alone: Debian 12's (peers only)
 CONTAINERD_17 = "containerd-1.7"  # … the Debian 13 root's (lab/chroot.py)
 PODMAN_HOST = "podman"  # Podman with its Docker-compatible API: Debian 12's 4.3 (peers only)
-PEER_ONLY = (CONTAINERD_16, CONTAINERD_17, PODMAN_HOST)
+PODMAN_5 = "podman-5"  # … the Debian 13 root's 5.x
+PEER_ONLY = (CONTAINERD_16, CONTAINERD_17, PODMAN_HOST, PODMAN_5)
 Node = DockerNode | ContainerdNode | PodmanNode
 
 
@@ -98,7 +99,7 @@ class Lab:
         token = secrets.token_hex(3)
         self.run_root = Path(f"/run/isl-{token}")
         self.chroot_dir: Path | None = None
-        if {ENGINE_26, CONTAINERD_17} & {source_engine, *self.peer_engines}:
+        if {ENGINE_26, CONTAINERD_17, PODMAN_5} & {source_engine, *self.peer_engines}:
             reason = docker26_unavailable()
             if reason is not None:
                 raise LabError(reason)
@@ -120,11 +121,13 @@ class Lab:
         self._started = False
 
     def _node(self, name: str, engine: str, storage_driver: str | None) -> Node:
-        if engine in (ENGINE_26, CONTAINERD_17):
+        if engine in (ENGINE_26, CONTAINERD_17, PODMAN_5):
             assert self.chroot_dir is not None
             home = self.chroot_dir / name
             if engine == CONTAINERD_17:
                 return ContainerdNode(name, home, home / "r", chroot=docker26_root())
+            if engine == PODMAN_5:
+                return PodmanNode(name, home, home / "r", chroot=docker26_root())
             return DockerNode(name, home, home / "r", chroot=docker26_root())
         if engine == CONTAINERD_16:
             return ContainerdNode(name, self.root / name / "ctd", self.run_root / name)

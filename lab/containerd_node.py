@@ -147,18 +147,27 @@ class ContainerdNode(RootedNode):
         except LabError:
             return None
 
+    def diff_ids(self, name: str) -> tuple[str, ...]:
+        """The image's layers (diff IDs), from its config in the content store."""
+        config = self.ctr("content", "get", self.config_digest(qualified(name))).stdout
+        return tuple(json.loads(config)["rootfs"]["diff_ids"])
+
     def pinned(self, name: str) -> bool:
         """Does the image ``name`` carry the CRI's pin label?"""
         listed = self.ctr("images", "ls", f"name=={name}").stdout
         return "io.cri-containerd.pinned=pinned" in listed
 
     def config_digest(self, name: str) -> str:
-        """The config digest of the image ``name`` names: its manifest, read back from the
-        content store (one platform's manifest; an index is not followed here)."""
+        """The config digest of the image ``name`` names: its manifest (an index's amd64
+        one), read back from the content store."""
         for line in self.ctr("images", "ls").stdout.splitlines()[1:]:
             fields = line.split()
             if fields and fields[0] == name:
                 manifest = json.loads(self.ctr("content", "get", fields[2]).stdout)
+                for entry in manifest.get("manifests", ()):  # an index: the amd64 manifest
+                    if entry.get("platform", {}).get("architecture") in ("amd64", None):
+                        manifest = json.loads(self.ctr("content", "get", entry["digest"]).stdout)
+                        break
                 return str(manifest["config"]["digest"])
         raise LabError(f"{self.name}: no image {name}")
 

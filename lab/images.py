@@ -155,10 +155,14 @@ def load_oci_image(
     seed: int,
     *,
     labels: dict[str, str] | None = None,
+    multi_platform: bool = False,
 ) -> str:
     """``docker load`` an OCI layout we write ourselves, with **gzip** layer blobs (blob
     digest ≠ diff ID), the way a pulled image lands in a containerd store. Busybox, then one
-    layer per (name, size) as in :func:`build_image`. Returns the engine's image ID."""
+    layer per (name, size) as in :func:`build_image`. ``multi_platform``: the image is an
+    index naming an arm64 manifest too, whose blobs are not in the layout — as a pulled
+    multi-platform image sits in a containerd store, and as Docker 25+ saves it. Returns
+    the engine's image ID."""
     import gzip
 
     raw = [_layer_tar([("bin/busybox", BUSYBOX.read_bytes(), 0o755)])]
@@ -198,12 +202,28 @@ def load_oci_image(
         "layers": layer_descs,
     }
     manifest_desc = add(json.dumps(manifest).encode())
+    media_type = "application/vnd.oci.image.manifest.v1+json"
+    if multi_platform:
+        absent = "sha256:" + hashlib.sha256(b"arm64 " + ref.encode()).hexdigest()
+        arm64 = {"architecture": "arm64", "os": "linux"}
+        elsewhere = {"digest": absent, "size": 1234, "platform": arm64}
+        image_index = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [
+                {"mediaType": media_type, **manifest_desc,
+                 "platform": {"architecture": "amd64", "os": "linux"}},
+                {"mediaType": media_type, **elsewhere},
+            ],
+        }  # fmt: skip
+        manifest_desc = add(json.dumps(image_index).encode())
+        media_type = "application/vnd.oci.image.index.v1+json"
     repo, tag = parse_repository_tag(ref)
     index = {
         "schemaVersion": 2,
         "manifests": [
             {
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "mediaType": media_type,
                 **manifest_desc,
                 "annotations": {
                     "io.containerd.image.name": f"docker.io/{repo}:{tag or 'latest'}",

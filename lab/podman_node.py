@@ -1,16 +1,21 @@
 """A rootful Podman host with storage of its own, as a peer without Docker runs one: the
 podman CLI, and ``podman system service`` serving its Docker-compatible API on a socket.
 
-Debian 12's podman 4.3 runs from the host. Its storage (``--root``, overlay), run root, tmp
-dir, volumes, network configs, locks (files, not the host's shm) and events log are the
-node's, and so are its containers.conf, storage.conf, registries.conf and auth file; every
+Debian 12's podman 4.3 runs from the host; the Debian 13 root's podman 5.4 runs in that root
+(lab/chroot.py), as Docker 26 and containerd 1.7 do. Its storage (``--root``, overlay), run
+root, tmp dir, volumes, network configs, locks (files, not the host's shm) and events log are
+the node's, and so are its containers.conf, storage.conf, registries.conf and auth file; every
 registry is reached only through a proxy that does not exist (a load needs none; a pull must
-fail, not go out). Podman 4.3 still touches three host paths it hard-codes for root, with no
-flag or setting to move them: /var/lib/containers/cache/blob-info-cache-v1.boltdb,
-/var/cache/containers/short-name-aliases.conf.lock, and a /var/tmp/ociNNN dir per load
-(removed after). :meth:`podman_argv` is the prefix -- ``env`` with those settings, podman, its
-flags -- that the service, :meth:`podman` and imgsync's peers run: an argv list, never a shell
-string. The socket lies under a short run dir (unix socket paths are limited).
+fail, not go out). Podman still touches a few paths it hard-codes for root, with no flag or
+setting to move them: its blob info cache (/var/lib/containers/cache/, bolt in 4.3, sqlite in
+5), /var/cache/containers/short-name-aliases.conf.lock and a /var/tmp/ociNNN dir per load
+(removed after) -- the host's for 4.3, the root's for 5. The same flags and settings serve
+both: 5 picks netavark and sqlite on fresh storage by itself (4.3: CNI and bolt), and only
+warns about cgroups v1 (silenced here). :meth:`podman_argv` is the prefix -- ``chroot ROOT``
+for the root's podman, ``env`` with those settings, podman, its flags -- that the service,
+:meth:`podman` and imgsync's peers run: an argv list, never a shell string; paths in it are
+as podman sees them (inside the root). The socket lies under a short run dir (unix socket
+paths are limited); :attr:`url` names it as seen from here, where docker-py and imgsync run.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
 
 
 class PodmanNode(RootedNode):
-    """A podman owned by the lab; ``chroot``: run the root's podman (none has one yet)."""
+    """A podman owned by the lab; ``chroot``: run the root's podman (5.x in the Debian 13
+    root), with ``root`` and ``run_dir`` inside it."""
 
     def __init__(self, name: str, root: Path, run_dir: Path, *, chroot: Path | None = None):
         super().__init__(name, root, run_dir, chroot)
@@ -66,6 +72,7 @@ class PodmanNode(RootedNode):
             **dict.fromkeys(PROXY_VARS, NOWHERE),
             "NO_PROXY": "",
             "no_proxy": "",
+            "PODMAN_IGNORE_CGROUPSV1_WARNING": "1",  # 5.x warns on every command otherwise
         }
 
     def podman_argv(self) -> list[str]:
@@ -140,7 +147,8 @@ class PodmanNode(RootedNode):
             raise
 
     def receiver_keys(self) -> dict[str, Any]:
-        """The ``[receiver]`` keys of an imgsync peer loading into this node."""
+        """The ``[receiver]`` keys of an imgsync peer loading into this node (through the
+        API: the socket as seen from here, where the peer runs)."""
         return {"engine": "podman", "address": self.url}
 
     def stop(self) -> None:
@@ -159,6 +167,11 @@ class PodmanNode(RootedNode):
         if done.returncode != 0:
             raise LabError(f"{self.name}: podman {' '.join(args)}: {done.stderr.strip()[-500:]}")
         return done
+
+    def load(self, tarball: Path) -> str:
+        """``podman load -i TARBALL`` (which must lie inside the chroot of a chroot node);
+        its output (``Loaded image: NAME``)."""
+        return self.podman("load", "-i", self._inner(tarball)).stdout.strip()
 
     def loads(self) -> int:
         """How many loads (``loadfromarchive`` events) the node's events log holds so far."""

@@ -21,6 +21,7 @@ import pytest
 from lab import Lab, build_image
 from lab.cluster import CONTAINERD_16, CONTAINERD_17, ENGINE_26, ENGINE_HOST
 from lab.containerd_node import ContainerdNode, qualified
+from lab.images import load_oci_image
 
 from .helpers import actions, by_peer_image, failures, receiver_configs, sync_json
 
@@ -184,3 +185,21 @@ def test_check_passes_on_a_good_node_and_names_the_fix_for_a_wrong_socket_or_nam
         assert 'namespace = "k8s.io"' in text, broken
     finally:
         receiver_configs(k8s)
+
+
+def test_a_multi_platform_image_from_a_docker_26_source_imports_its_one_platform(
+    k8s: Lab,
+) -> None:
+    """Docker 26 saves a pulled multi-platform image as an index naming an arm64 manifest
+    that is not in the file; the node imports the one platform it runs."""
+    if not k8s.source.containerd_store:
+        pytest.skip("a multi-platform image needs the containerd store (the Docker 26 source)")
+    image = "k8s/multi:1"
+    load_oci_image(k8s.source.client(), image, [("lib.bin", MB)], seed=8600, multi_platform=True)
+    k8s.write_configs([image])
+    code, report = sync_json(k8s)
+    assert code == 0, failures(report) or report
+    for ctd in nodes(k8s):
+        version = by_peer_image(report)[(ctd.name, image)]["version"]
+        assert ctd.config_digest(qualified(image)) == version, ctd.name
+        assert node_diff_ids(ctd, version) == source_identity(k8s, image), ctd.name

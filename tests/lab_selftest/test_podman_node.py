@@ -1,6 +1,6 @@
-"""The lab's Podman node (lab/podman_node.py), on Debian 12's podman 4.3 -- and the facts
-about loading into Podman, by its CLI and through its Docker-compatible API, that imgsync's
-Podman peers build on:
+"""The lab's Podman node (lab/podman_node.py), on Debian 12's podman 4.3 and the Debian 13
+root's podman 5.4 -- and the facts about loading into Podman, by its CLI and through its
+Docker-compatible API, that imgsync's Podman peers build on (the same on both unless said):
 
 - a ``docker save`` tarball loads, a short name under ``localhost/`` (``acme/web:1`` becomes
   ``localhost/acme/web:1``; ``docker.io/…`` stays), by the CLI and by the API alike; a short
@@ -10,8 +10,10 @@ Podman peers build on:
   full (``localhost/…``, ``docker.io/…``); its tag puts a short name under ``docker.io/``;
 - an OCI-layout tarball that leaves out a layer the node holds loads (CLI and API), a legacy
   tarball missing a layer does not; an OCI tarball's name comes from its annotations;
-- the event of a load names the archive, not the image;
-- no registry is reachable.
+- the event of a load names the archive; from 5 it carries the image's ID (bare hex) too;
+- the API's DriverStatus has two more keys from 5 ("Supports shifting", "Supports volatile");
+- no registry is reachable; the API's pull says so in its stream on 4.3 (HTTP 200), with a
+  bare HTTP 500 "connection refused" from 5.
 """
 
 from __future__ import annotations
@@ -32,14 +34,17 @@ import docker
 import pytest
 
 from lab import LabError, unavailable_reason
+from lab.chroot import BUILD_SCRIPT, docker26_root, docker26_unavailable
 from lab.podman_node import PodmanNode
 from tests.unit.tarballs import Image, layer_tar, legacy, oci, sha
 
 pytestmark = pytest.mark.lab
 PLATFORM = {"architecture": "amd64", "os": "linux", "config": {"Env": ["A=1"], "Cmd": ["/app"]}}
+OVERLAY_STATUS = {"Backing Filesystem", "Supports d_type", "Native Overlay Diff", "Using metacopy"}
 BASE = layer_tar({"bin/sh": b"s" * 50_000})
 V1 = Image("acme/web:1", [BASE, layer_tar({"app": b"1" * 9000})], settings=PLATFORM)
 V2 = Image("docker.io/acme/web:2", [BASE, layer_tar({"app": b"2" * 9000})], settings=PLATFORM)
+PODMAN_LESS_ROOT = f"the Debian 13 root has no podman (add it with: sudo {BUILD_SCRIPT})"
 V3 = Image("acme/web:3", [BASE, layer_tar({"app": b"3" * 9000})], settings=PLATFORM)
 
 
@@ -50,12 +55,18 @@ def _needs(reason: str | None) -> None:
         pytest.skip(reason)
 
 
-@pytest.fixture
-def node() -> Iterator[PodmanNode]:
+@pytest.fixture(params=["4.3", "5"])
+def node(request: pytest.FixtureRequest) -> Iterator[PodmanNode]:
     _needs(unavailable_reason())
-    _needs(None if shutil.which("podman") else "no podman (apt-get install podman)")
     token = secrets.token_hex(3)
-    made = PodmanNode("podman", Path(f"/var/tmp/ipdm-{token}"), Path(f"/run/ipdm-{token}"))
+    if request.param == "4.3":
+        _needs(None if shutil.which("podman") else "no podman (apt-get install podman)")
+        made = PodmanNode("podman-4.3", Path(f"/var/tmp/ipdm-{token}"), Path(f"/run/ipdm-{token}"))
+    else:
+        _needs(docker26_unavailable())
+        _needs(None if (docker26_root() / "usr/bin/podman").exists() else PODMAN_LESS_ROOT)
+        home = docker26_root() / "x" / f"ipdm-{token}"
+        made = PodmanNode("podman-5", home, home / "r", chroot=docker26_root())
     made.start()
     try:
         yield made
@@ -120,10 +131,15 @@ def image_events(
     return list(seen)
 
 
+def five(node: PodmanNode) -> bool:
+    """Is it the Debian 13 root's podman 5 (else the host's 4.3)?"""
+    return node.chroot is not None
+
+
 def test_a_docker_save_loads_under_localhost_its_id_the_config_digest(node: PodmanNode) -> None:
-    loaded = node.podman("load", "-i", str(legacy(node.root / "v1.tar", [V1]))).stdout
-    assert loaded.strip() == "Loaded image: localhost/acme/web:1"
-    node.podman("load", "-i", str(legacy(node.root / "v2.tar", [V2])))
+    loaded = node.load(legacy(node.root / "v1.tar", [V1]))
+    assert loaded == "Loaded image: localhost/acme/web:1"
+    node.load(legacy(node.root / "v2.tar", [V2]))
     assert node.images() == {"localhost/acme/web:1", "docker.io/acme/web:2"}
     raw = node.podman("image", "inspect", "--format", "{{.Id}}", "localhost/acme/web:1")
     assert raw.stdout.strip() == sha(V1.config)  # bare hex from the CLI
@@ -176,16 +192,12 @@ def test_the_api_tags_a_short_name_under_docker_io_and_deletes_with_a_bare_id(
 def test_info_and_version_say_podman_on_overlay(node: PodmanNode, api: docker.APIClient) -> None:
     info = api.info()
     assert info["Driver"] == "overlay"
-    assert info["DockerRootDir"] == str(node.root / "storage")
+    assert info["DockerRootDir"] == node._inner(node.root / "storage")  # as podman sees it
     status = dict(info["DriverStatus"])  # pairs, in no fixed order (a Go map)
-    assert set(status) == {
-        "Backing Filesystem",
-        "Supports d_type",
-        "Native Overlay Diff",
-        "Using metacopy",
-    }  # no "driver-type": not a containerd image store
+    more = {"Supports shifting", "Supports volatile"} if five(node) else set()
+    assert set(status) == OVERLAY_STATUS | more  # no "driver-type": no containerd image store
     version = api.version()
-    assert version["Version"].startswith("4.")
+    assert version["Version"].startswith("5." if five(node) else "4.")
     assert version["ApiVersion"] == "1.41"
     assert [c["Name"] for c in version["Components"]] == [
         "Podman Engine",
@@ -197,17 +209,17 @@ def test_info_and_version_say_podman_on_overlay(node: PodmanNode, api: docker.AP
 def test_an_oci_bundle_may_leave_out_a_layer_the_node_holds_a_legacy_one_may_not(
     node: PodmanNode, api: docker.APIClient
 ) -> None:
-    node.podman("load", "-i", str(legacy(node.root / "v1.tar", [V1])))
+    node.load(legacy(node.root / "v1.tar", [V1]))
     legacy_thin = legacy(node.root / "v2-legacy-thin.tar", [V2], omit={0})
     with pytest.raises(LabError, match="Some layer tarfiles are missing"):
-        node.podman("load", "-i", str(legacy_thin))
+        node.load(legacy_thin)
     with pytest.raises(docker.errors.APIError, match="Some layer tarfiles are missing"):
         api_load(api, legacy_thin)
     for image, load in ((V2, "cli"), (V3, "api")):
         full = oci(node.root / f"{load}.tar", [image], with_manifest_json=False)
         thin = without(full, f"blobs/sha256/{sha(BASE)}", node.root / f"{load}-thin.tar")
         if load == "cli":
-            node.podman("load", "-i", str(thin))
+            node.load(thin)
         else:
             api_load(api, thin)
     assert node.image_id("docker.io/acme/web:2") == V2.config_digest
@@ -225,28 +237,34 @@ def test_an_oci_bundle_may_leave_out_a_layer_the_node_holds_a_legacy_one_may_not
     ],
 )  # fmt: skip
 def test_an_oci_bundle_is_named_by_its_containerd_annotation_else_its_ref_name(
-    node: PodmanNode, annotations: dict[str, str], name: str | None
+    node: PodmanNode, api: docker.APIClient, annotations: dict[str, str], name: str | None
 ) -> None:
     base = oci(node.root / "o.tar", [V1], with_manifest_json=False)
-    loaded = node.podman("load", "-i", str(annotated(base, annotations, node.root / "a.tar")))
-    assert loaded.stdout.strip() == f"Loaded image: {name or V1.config_digest}"
+    bundle = annotated(base, annotations, node.root / "a.tar")
+    assert node.load(bundle) == f"Loaded image: {name or V1.config_digest}"
+    assert node.images() == ({name} if name else set())
+    node.podman("rmi", "--all", "--force")
+    assert api_load(api, bundle) == [{"stream": f"Loaded image: {name or V1.config_digest}"}]
     assert node.images() == ({name} if name else set())
 
 
-def test_the_event_of_a_load_names_the_archive_not_the_image(
+def test_the_event_of_a_load_names_the_archive_and_from_5_the_image_id(
     node: PodmanNode, api: docker.APIClient
 ) -> None:
     since = int(time.time()) - 1
     api_load(api, legacy(node.root / "v1.tar", [V1]))
-    node.podman("load", "-i", str(legacy(node.root / "v2.tar", [V2])))
+    node.load(legacy(node.root / "v2.tar", [V2]))
     api.tag("acme/web:1", "acme/web", "x")
     api.remove_image("acme/web:x")
     events = image_events(api, since, until_action="delete")
     seen = [(e["Action"], e.get("id"), e["Actor"]["Attributes"]["name"]) for e in events]
     loads = [event for event in seen if event[0] == "loadfromarchive"]
-    assert [(action, image) for action, image, _ in loads] == [("loadfromarchive", None)] * 2
-    assert {Path(archive).name for _, _, archive in loads} >= {"v2.tar"}  # the API's: a temp file
     bare = sha(V1.config)
+    ids = [bare, sha(V2.config)] if five(node) else [None, None]  # 4.3: no ID at all
+    assert [(action, image) for action, image, _ in loads] == [
+        ("loadfromarchive", image) for image in ids
+    ]
+    assert {Path(archive).name for _, _, archive in loads} >= {"v2.tar"}  # the API's: a temp file
     assert [event for event in seen if event[0] != "loadfromarchive"] == [
         ("tag", bare, "docker.io/acme/web:x"),
         ("untag", bare, "docker.io/acme/web:x"),
@@ -256,8 +274,13 @@ def test_the_event_of_a_load_names_the_archive_not_the_image(
 
 
 def test_no_registry_is_reachable(node: PodmanNode, api: docker.APIClient) -> None:
-    answer = api.pull("docker.io/library/busybox", "latest")
-    assert "proxyconnect tcp: dial tcp 127.0.0.1:9" in answer
+    if five(node):  # an HTTP error, with the cause's last words only
+        with pytest.raises(docker.errors.APIError, match="connection refused") as failed:
+            api.pull("docker.io/library/busybox", "latest")
+        assert failed.value.status_code == 500
+    else:  # HTTP 200, the error in the stream
+        answer = api.pull("docker.io/library/busybox", "latest")
+        assert "proxyconnect tcp: dial tcp 127.0.0.1:9" in answer
     with pytest.raises(LabError, match=r"proxyconnect tcp: dial tcp 127\.0\.0\.1:9"):
         node.podman("pull", "docker.io/library/busybox:latest")
     assert node.images() == set()
