@@ -34,6 +34,7 @@ from imgsync.model import VERSION_RE, runtime_config
 PIN = "io.cri-containerd.pinned=pinned"
 CRI_NAMESPACE = "k8s.io"
 CONFIG_MAX = 1024 * 1024  # the most one image's config may be
+_CHANGES = {("images", "import"), ("images", "tag"), ("images", "label"), ("images", "rm")}
 _IMPORTED = re.compile(r"unpacking (\S+) \((sha256:[0-9a-f]{64})\)")
 
 
@@ -44,15 +45,20 @@ class ContainerdEngine:
         self._ctr_argv = [*ctr, "--address", address, "--namespace", namespace]
         self._pin = pin
         self._local: bool | None = None  # does this ctr import with --local?
+        self._catalog: Catalog | None = None  # read once until imgsync changes something
 
     def close(self) -> None:
         pass
 
     # -- reading ----------------------------------------------------------------------------
     def catalog(self) -> Catalog:
-        names = parse_images(self._ctr("images", "ls").decode("utf-8", "replace"))
-        content = parse_content(self._ctr("content", "ls").decode("utf-8", "replace"))
-        return Catalog(names, content)
+        """What the namespace holds: two ``ctr`` listings, read once per engine (an
+        inventory asks for every image) and again after each change imgsync makes."""
+        if self._catalog is None:
+            names = parse_images(self._ctr("images", "ls").decode("utf-8", "replace"))
+            content = parse_content(self._ctr("content", "ls").decode("utf-8", "replace"))
+            self._catalog = Catalog(names, content)
+        return self._catalog
 
     def _config_of(self, catalog: Catalog, reference: str) -> str | None:
         if VERSION_RE.fullmatch(reference):
@@ -174,6 +180,8 @@ class ContainerdEngine:
         what: str | None = None,
     ) -> bytes:
         done = command.run([*self._ctr_argv, *args], stdin=stdin, timeout=timeout)
+        if args[:2] in _CHANGES:
+            self._catalog = None  # read the namespace again next time
         if not done.ok:
             raise EngineError(f"ctr {what or ' '.join(args[:2])} on {self.name}: {done.why()}")
         return done.stdout
