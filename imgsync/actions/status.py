@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from imgsync import config as cfg
+from imgsync import reference
 from imgsync.adapters.state import PairRecord, StateDB
 from imgsync.model import StatusRow
 from imgsync.source import selection
@@ -43,14 +44,14 @@ def build_rows(
     source = config.source
     selectors = list(source.images) if source else []
     by_label = bool(source and source.labels)
-    exact = [s for s in selectors if not selection.is_pattern(s)]
+    exact = [s for s in selectors if not reference.is_pattern(s)]
     latest = _latest_versions(records, exports)
     rows = []
     for peer_config in config.peers:
         peer = cfg.peer_settings(config, peer_config)
         mine = {r.reference: r for r in records if r.peer == peer.name}
         reached = any(r.last_success is not None for r in mine.values())
-        still = [i for i in mine if by_label or any(selection.match(s, i) for s in selectors)]
+        still = [i for i in mine if by_label or any(reference.match(s, i) for s in selectors)]
         recorded = sorted(image for image in still if image not in exact)
         for image in selection.for_peer(exact + recorded, peer.images):
             record = mine.get(image)

@@ -14,7 +14,7 @@ from imgsync.engines.docker import Engine
 from imgsync.errors import ImgsyncError
 from imgsync.reference import is_pattern, match
 
-__all__ = ["for_peer", "is_pattern", "match", "pull", "resolve"]
+__all__ = ["for_peer", "pull", "resolve"]
 
 
 def resolve(engine: Engine, source: SourceConfig) -> list[str]:

@@ -10,10 +10,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from imgsync import log
+from imgsync import log, reference
 from imgsync.engines.docker import Engine, ImageEvents
 from imgsync.errors import EngineError
-from imgsync.source import selection
 
 # Events that can change what a reference points at. A load or import names the image by
 # ID, and the tag events that follow name the reference.
@@ -30,7 +29,7 @@ def is_relevant(action: str, name: str, selectors: tuple[str, ...], by_label: bo
         return True
     if action not in _BY_NAME:
         return False
-    return by_label or any(selection.match(s, name) for s in selectors)
+    return by_label or any(reference.match(s, name) for s in selectors)
 
 
 class EventWatcher:
