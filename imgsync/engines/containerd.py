@@ -179,11 +179,15 @@ class ContainerdEngine:
         timeout: float = 120,
         what: str | None = None,
     ) -> bytes:
-        done = command.run([*self._ctr_argv, *args], stdin=stdin, timeout=timeout)
+        doing = f"ctr {what or ' '.join(args[:2])} on {self.name}"
+        try:
+            done = command.run([*self._ctr_argv, *args], stdin=stdin, timeout=timeout)
+        except EngineError as err:  # could not run it, or it hung
+            raise EngineError(f"{doing}: {err}") from None
         if args[:2] in _CHANGES:
             self._catalog = None  # read the namespace again next time
         if not done.ok:
-            raise EngineError(f"ctr {what or ' '.join(args[:2])} on {self.name}: {done.why()}")
+            raise EngineError(f"{doing}: {done.why()}")
         return done.stdout
 
 

@@ -31,8 +31,7 @@ from imgsync.reference import familiar, qualified
 
 class PodmanEngine(Engine):
     def __init__(self, address: str) -> None:
-        super().__init__(address)
-        self.name = f"Podman at {address}"
+        super().__init__(address, label="Podman")
 
     def inspect(self, reference: str) -> ImageInfo:
         return super().inspect(_name(reference))

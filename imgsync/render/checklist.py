@@ -138,11 +138,49 @@ def failed_inventory(
         return
     yield Item("imgsync", OK, "imgsync answers (its version is unknown: the inventory failed)")
     text = why.removeprefix("imgsync: ")
-    if "docker" in text.lower():
+    kind = _engine_named(text)
+    if kind == "docker":
         yield Item("docker", FAIL, text, fix=docker_fix(peer.user, text, "[receiver] docker_host"))
         return
-    yield Item("docker", SKIPPED, "not checked: the inventory stopped at the inbox")
+    if kind is not None:
+        yield Item(kind, FAIL, text, fix=engine_fix(kind, peer.user, text))
+        return
+    yield Item("engine", SKIPPED, "not checked: the inventory stopped at the inbox")
     yield Item("inbox", FAIL, text, fix=inbox_fix(peer))
+
+
+def _engine_named(problem: str) -> str | None:
+    """Which engine a peer's error is about: the adapters name theirs (``containerd at
+    SOCKET``, ``Podman at SOCKET``); Docker's are worded by Docker."""
+    low = problem.lower()
+    for kind in ("containerd at", "podman at", "docker"):
+        if kind in low:
+            return kind.split()[0]
+    return None
+
+
+def engine_fix(kind: str, user: str, problem: str) -> str:
+    """What to do on the peer when imgsync there cannot use its containerd or Podman."""
+    low = problem.lower()
+    if kind == "containerd":
+        if "cannot run" in low:
+            return 'install ctr on the peer, or set [receiver] ctr (k3s: ctr = "k3s ctr")'
+        if "permission denied" in low:
+            return f"containerd's socket is root's: run imgsync on the peer as root, not {user}"
+        return (
+            "is containerd running on the peer (systemctl status containerd; k3s: "
+            "systemctl status k3s)? [receiver] address must be its socket: kubeadm "
+            "/run/containerd/containerd.sock, k3s /run/k3s/containerd/containerd.sock"
+        )
+    if "permission denied" in low:
+        return (
+            f"the rootful socket is root's: run imgsync as root, or point [receiver] address "
+            f"at {user}'s own (unix:///run/user/UID/podman/podman.sock)"
+        )
+    return (
+        "is Podman's API socket on? systemctl enable --now podman.socket (rootless: "
+        "systemctl --user enable --now podman.socket); [receiver] address must name it"
+    )
 
 
 def docker_fix(user: str, problem: str, setting: str) -> str:

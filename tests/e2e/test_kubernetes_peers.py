@@ -177,7 +177,8 @@ def test_check_passes_on_a_good_node_and_names_the_fix_for_a_wrong_socket_or_nam
         receiver_configs(k8s, **wrong)
         broken = _check(k8s)
         assert any("FAIL" in line for line in broken["p1"]), broken
-        assert "no-such.sock" in "\n".join(broken["p1"]), broken
+        text = "\n".join(broken["p1"])
+        assert "no-such.sock" in text and "[receiver] address must be its socket" in text, text
         receiver_configs(k8s, namespace="default")
         broken = _check(k8s)
         text = "\n".join(broken["p2"])

@@ -141,6 +141,7 @@ def test_check_names_a_wrong_podman_socket(podman: Lab) -> None:
         done = podman.run_imgsync("check", timeout=120)
         assert done.returncode != 0, done.stdout
         assert "FAIL" in done.stdout and "no-such.sock" in done.stdout, done.stdout
+        assert "systemctl enable --now podman.socket" in done.stdout, done.stdout
     finally:
         receiver_configs(podman)
 

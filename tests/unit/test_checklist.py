@@ -122,9 +122,30 @@ def test_a_failed_inventory_is_told_apart_by_who_failed() -> None:
     assert "usermod -aG docker imgsync" in (denied[1][2] or "")
     inbox = items(1, "imgsync: cannot create folder /var/lib/imgsync/inbox: Permission denied")
     assert inbox[1:] == [
-        ("docker", SKIPPED, None),
+        ("engine", SKIPPED, None),
         ("inbox", FAIL, "on the peer: install -d -o imgsync -m 0750 /var/lib/imgsync/inbox"),
     ]
+
+
+def test_a_containerd_or_podman_peer_that_cannot_reach_its_engine_gets_that_engines_fix() -> None:
+    argv = ["imgsync", "apply", "--inventory", "--json"]
+
+    def item(why: str) -> tuple[str, str, str]:
+        found = list(checklist.failed_inventory(peer(), argv, 1, why, "no JSON"))
+        return found[1].name, found[1].status, found[1].fix or ""
+
+    down = (
+        'imgsync: ctr version on containerd at /run/x.sock (namespace k8s.io): dial "/run/x.sock"'
+    )
+    name, status, fix = item(down)
+    assert (name, status) == ("containerd", FAIL)
+    assert "/run/k3s/containerd/containerd.sock" in fix and "[receiver] address" in fix
+    no_ctr = "imgsync: ctr version on containerd at /run/x.sock (namespace k8s.io): cannot run ctr"
+    assert 'ctr = "k3s ctr"' in item(no_ctr)[2]
+    podman = "imgsync: cannot reach Podman at unix:///run/podman/podman.sock: No such file"
+    name, status, fix = item(podman)
+    assert (name, status) == ("podman", FAIL)
+    assert "systemctl enable --now podman.socket" in fix
 
 
 def test_the_verdict_names_each_failing_peer_by_its_first_failure() -> None:

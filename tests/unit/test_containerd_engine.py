@@ -113,3 +113,9 @@ def test_an_import_that_names_no_image_is_an_error_naming_the_bundle(tmp_path: P
 def test_an_image_another_name_points_at_is_kept(tmp_path: Path) -> None:
     assert engine(tmp_path).remove_image(CONFIG) is False
     assert not [c for c in calls(tmp_path) if c[:2] == ["images", "rm"]]
+
+
+def test_a_missing_ctr_is_an_error_naming_the_engine_and_the_command(tmp_path: Path) -> None:
+    ctd = ContainerdEngine("/run/ctd.sock", "k8s.io", [str(tmp_path / "no-ctr")])
+    with pytest.raises(EngineError, match=r"containerd at /run/ctd.sock .*cannot run .*no-ctr"):
+        ctd.image_id("acme/web:1")
