@@ -31,8 +31,9 @@ class Engine:
     """One Docker engine, named by its ``docker_host`` (``None``: ``DOCKER_HOST`` or the
     local socket)."""
 
-    def __init__(self, docker_host: str | None, label: str = "Docker") -> None:
-        self.label = label  # what the errors call the engine
+    UNREACHABLE = "cannot reach Docker at"  # how the errors begin when it does not answer
+
+    def __init__(self, docker_host: str | None) -> None:
         self.name = docker_host or "the local Docker engine"
         try:
             if docker_host:
@@ -40,7 +41,7 @@ class Engine:
             else:
                 self._client = docker.DockerClient.from_env(timeout=_API_TIMEOUT)
         except docker.errors.DockerException as err:
-            raise EngineError(f"cannot reach {self.label} at {self.name}: {err}") from None
+            raise EngineError(f"{self.UNREACHABLE} {self.name}: {err}") from None
 
     def close(self) -> None:
         self._client.close()
@@ -114,7 +115,7 @@ class Engine:
                 f"docker rmi {image_id[:19]} on {self.name} failed: {_explain(err)}"
             ) from None
         except (docker.errors.DockerException, requests.exceptions.RequestException) as err:
-            raise EngineError(f"cannot reach {self.label} at {self.name} (rmi): {err}") from None
+            raise EngineError(f"{self.UNREACHABLE} {self.name} (rmi): {err}") from None
         return True
 
     def tags(self, labels: list[str] | None = None) -> list[str]:
@@ -181,7 +182,7 @@ class Engine:
         except docker.errors.APIError as err:
             raise EngineError(f"docker {what} on {self.name} failed: {_explain(err)}") from None
         except (docker.errors.DockerException, requests.exceptions.RequestException) as err:
-            raise EngineError(f"cannot reach {self.label} at {self.name} ({what}): {err}") from None
+            raise EngineError(f"{self.UNREACHABLE} {self.name} ({what}): {err}") from None
 
 
 def _explain(err: docker.errors.APIError) -> str:

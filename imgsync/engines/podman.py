@@ -30,8 +30,7 @@ from imgsync.reference import familiar, qualified
 
 
 class PodmanEngine(Engine):
-    def __init__(self, address: str) -> None:
-        super().__init__(address, label="Podman")
+    UNREACHABLE = "cannot reach Podman at"
 
     def inspect(self, reference: str) -> ImageInfo:
         return super().inspect(_name(reference))
