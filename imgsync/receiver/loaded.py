@@ -9,8 +9,9 @@ runs there, on either store. An ID with no record is an image imgsync did not lo
 record that was lost): it counts as a different version, so the next sync applies the
 bundle and writes the record again.
 
-On the containerd store the record also keeps, per image ID, the digest of the blob each
-layer was loaded from (by chain ID; OCI bundles only). A thin bundle may leave a layer out
+On the containerd store (and on a containerd or Podman peer, whose stores reuse a layer
+only from the blob they hold it by) the record also keeps, per image ID, the digest of the
+blob each layer was loaded from (by chain ID; OCI bundles only). A thin bundle may leave a layer out
 only where the peer holds that very blob: the store then loads it; with the layer's
 snapshot but another blob (pulled, or loaded from another engine) it loads too, but the
 image is left incomplete, and ``docker save`` of it on that peer writes a broken tarball
