@@ -14,7 +14,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from ._proc import LabError, remove_tree
+from ._proc import LabError, ManagedProcess, remove_tree, unix_socket_ready, unmount_under
 
 DEFAULT_ROOT = Path("/var/cache/imgsync-lab/trixie-docker26")
 READY = ".imgsync-ready"
@@ -134,3 +134,48 @@ class RootedNode:
         self.stop()
         remove_tree(self.run_dir)
         remove_tree(self.root)
+
+
+class SocketNode(RootedNode):
+    """A node that is one daemon answering on a unix socket (containerd, Podman's API):
+    written config, spawned, ready once the socket accepts, stopped by PID."""
+
+    socket: Path
+    _proc: ManagedProcess
+
+    def _write_config(self) -> None:
+        raise NotImplementedError
+
+    def spawn(self) -> None:
+        """Start the daemon (does not wait: :meth:`wait_ready`)."""
+        if self._proc.alive():
+            return
+        self._write_config()
+        self._mount()
+        self._proc.spawn()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        self._proc.wait_until(
+            lambda: unix_socket_ready(self.socket), f"listening on {self.socket}", timeout
+        )
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the daemon and wait for its socket; on failure, tear down."""
+        try:
+            self.spawn()
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop the daemon (by PID) and unmount what it left. Idempotent."""
+        try:
+            self._proc.stop(timeout=10)
+        finally:
+            unmount_under(self.run_dir, self.root)
+            self._unmount()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ._proc import LabError, ManagedProcess, unix_socket_ready, unmount_under
-from .chroot import RootedNode
+from ._proc import LabError, ManagedProcess
+from .chroot import SocketNode
 
 NAMESPACE = "k8s.io"  # the CRI plugin's namespace: where kubelet looks
 
@@ -35,7 +35,7 @@ def qualified(name: str) -> str:
     return f"docker.io/{name}" if slash else f"docker.io/library/{name}"
 
 
-class ContainerdNode(RootedNode):
+class ContainerdNode(SocketNode):
     """A containerd (CRI on) owned by the lab; ``chroot``: run the root's containerd."""
 
     def __init__(self, name: str, root: Path, run_dir: Path, *, chroot: Path | None = None):
@@ -48,10 +48,6 @@ class ContainerdNode(RootedNode):
 
     def __repr__(self) -> str:
         return f"ContainerdNode({self.name!r}, socket={str(self.socket)!r})"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid
 
     @property
     def address(self) -> str:
@@ -83,28 +79,6 @@ class ContainerdNode(RootedNode):
         ]
         (self.root / "containerd.toml").write_text("\n".join(lines))
 
-    def spawn(self) -> None:
-        """Start containerd (does not wait: :meth:`wait_ready`)."""
-        if self._proc.alive():
-            return
-        self._write_config()
-        self._mount()
-        self._proc.spawn()
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        self._proc.wait_until(
-            lambda: unix_socket_ready(self.socket), f"listening on {self.socket}", timeout
-        )
-
-    def start(self, timeout: float = 30.0) -> None:
-        """Start containerd and wait for its socket; on failure, tear down."""
-        try:
-            self.spawn()
-            self.wait_ready(timeout)
-        except BaseException:
-            self.stop()
-            raise
-
     @property
     def url(self) -> str:
         return self.address
@@ -113,14 +87,6 @@ class ContainerdNode(RootedNode):
         """The ``[receiver]`` keys of an imgsync peer loading into this node."""
         ctr = shlex.join([*self._prefix(), "ctr"])
         return {"engine": "containerd", "address": self.address, "ctr": ctr}
-
-    def stop(self) -> None:
-        """Stop containerd (by PID) and unmount what its snapshots left. Idempotent."""
-        try:
-            self._proc.stop(timeout=10)
-        finally:
-            unmount_under(self.run_dir, self.root)
-            self._unmount()
 
     # -- ctr ----------------------------------------------------------------------------------
     def ctr(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -25,14 +25,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from ._proc import LabError, ManagedProcess, unix_socket_ready, unmount_under
-from .chroot import RootedNode
+from ._proc import LabError, ManagedProcess
+from .chroot import SocketNode
 
 NOWHERE = "http://127.0.0.1:9"  # the discard port: nothing listens, every registry call fails
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
 
 
-class PodmanNode(RootedNode):
+class PodmanNode(SocketNode):
     """A podman owned by the lab; ``chroot``: run the root's podman (5.x in the Debian 13
     root), with ``root`` and ``run_dir`` inside it."""
 
@@ -46,10 +46,6 @@ class PodmanNode(RootedNode):
 
     def __repr__(self) -> str:
         return f"PodmanNode({self.name!r}, socket={str(self.socket)!r})"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid
 
     @property
     def address(self) -> str:
@@ -124,40 +120,10 @@ class PodmanNode(RootedNode):
         ):
             (self.root / name).write_text("\n".join([*lines, ""]))
 
-    def spawn(self) -> None:
-        """Start the API service (does not wait: :meth:`wait_ready`)."""
-        if self._proc.alive():
-            return
-        self._write_config()
-        self._mount()
-        self._proc.spawn()
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        self._proc.wait_until(
-            lambda: unix_socket_ready(self.socket), f"listening on {self.socket}", timeout
-        )
-
-    def start(self, timeout: float = 30.0) -> None:
-        """Start the API service and wait for its socket; on failure, tear down."""
-        try:
-            self.spawn()
-            self.wait_ready(timeout)
-        except BaseException:
-            self.stop()
-            raise
-
     def receiver_keys(self) -> dict[str, Any]:
         """The ``[receiver]`` keys of an imgsync peer loading into this node (through the
         API: the socket as seen from here, where the peer runs)."""
         return {"engine": "podman", "address": self.url}
-
-    def stop(self) -> None:
-        """Stop the service (by PID) and unmount what its storage left. Idempotent."""
-        try:
-            self._proc.stop(timeout=10)
-        finally:
-            unmount_under(self.run_dir, self.root)
-            self._unmount()
 
     # -- the CLI ------------------------------------------------------------------------------
     def podman(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,6 @@ containerd that imgsync's containerd peers (the Kubernetes/Podman issue) build o
 
 from __future__ import annotations
 
-import os
 import secrets
 import tarfile
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ import pytest
 from lab import LabError, unavailable_reason
 from lab.chroot import docker26_root, docker26_unavailable
 from lab.containerd_node import ContainerdNode
+from tests.lab_selftest import needs
 from tests.unit.tarballs import Image, layer_tar, legacy, oci, sha
 
 pytestmark = pytest.mark.lab
@@ -31,22 +31,15 @@ V1 = Image("acme/web:1", [BASE, layer_tar({"app": b"1" * 9000})], settings=PLATF
 V2 = Image("docker.io/acme/web:2", [BASE, layer_tar({"app": b"2" * 9000})], settings=PLATFORM)
 
 
-def _needs(reason: str | None) -> None:
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
-
-
 @pytest.fixture(params=["1.6", "1.7"])
 def node(request: pytest.FixtureRequest) -> Iterator[ContainerdNode]:
-    _needs(unavailable_reason())
+    needs(unavailable_reason())
     token = secrets.token_hex(3)
     if request.param == "1.6":
         home = Path(f"/var/tmp/ictd-{token}")
         made = ContainerdNode("k8s-1.6", home, Path(f"/run/ictd-{token}"))
     else:
-        _needs(docker26_unavailable())
+        needs(docker26_unavailable())
         home = docker26_root() / "x" / f"ictd-{token}"
         made = ContainerdNode("k8s-1.7", home, home / "r", chroot=docker26_root())
     made.start()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import secrets
 import shutil
 import tarfile
@@ -36,6 +35,7 @@ import pytest
 from lab import LabError, unavailable_reason
 from lab.chroot import BUILD_SCRIPT, docker26_root, docker26_unavailable
 from lab.podman_node import PodmanNode
+from tests.lab_selftest import needs
 from tests.unit.tarballs import Image, layer_tar, legacy, oci, sha
 
 pytestmark = pytest.mark.lab
@@ -48,23 +48,16 @@ PODMAN_LESS_ROOT = f"the Debian 13 root has no podman (add it with: sudo {BUILD_
 V3 = Image("acme/web:3", [BASE, layer_tar({"app": b"3" * 9000})], settings=PLATFORM)
 
 
-def _needs(reason: str | None) -> None:
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
-
-
 @pytest.fixture(params=["4.3", "5"])
 def node(request: pytest.FixtureRequest) -> Iterator[PodmanNode]:
-    _needs(unavailable_reason())
+    needs(unavailable_reason())
     token = secrets.token_hex(3)
     if request.param == "4.3":
-        _needs(None if shutil.which("podman") else "no podman (apt-get install podman)")
+        needs(None if shutil.which("podman") else "no podman (apt-get install podman)")
         made = PodmanNode("podman-4.3", Path(f"/var/tmp/ipdm-{token}"), Path(f"/run/ipdm-{token}"))
     else:
-        _needs(docker26_unavailable())
-        _needs(None if (docker26_root() / "usr/bin/podman").exists() else PODMAN_LESS_ROOT)
+        needs(docker26_unavailable())
+        needs(None if (docker26_root() / "usr/bin/podman").exists() else PODMAN_LESS_ROOT)
         home = docker26_root() / "x" / f"ipdm-{token}"
         made = PodmanNode("podman-5", home, home / "r", chroot=docker26_root())
     made.start()
