@@ -6,7 +6,8 @@ root's 1.7 (each with its own root, state and socket, reached through its own ss
 source is Docker 20.10 (legacy ``docker save``) in one run of the module and Docker 26
 (containerd store: OCI layout, an index) in the other. What the node holds is read with
 ``ctr`` and its events, never from imgsync's report; bytes are counted at the lab's relay.
-kubelet itself is not in the lab: its image GC is played by removing the image's names.
+kubelet itself is not in the lab: what it would see is asked of the CRI plugin (its
+``ListImages``, tests/e2e/cri.py), and its image GC is played by removing the image's names.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from lab.cluster import CONTAINERD_16, CONTAINERD_17, ENGINE_26, ENGINE_HOST
 from lab.containerd_node import ContainerdNode, qualified
 from lab.images import load_oci_image
 
+from . import cri
 from .helpers import actions, by_peer_image, failures, receiver_configs, sync_json
 
 pytestmark = pytest.mark.lab
@@ -76,9 +78,13 @@ def test_a_first_sync_puts_the_image_where_kubelet_looks_under_the_sources_versi
     for ctd in nodes(k8s):
         version = by_peer_image(report)[(ctd.name, image)]["version"]
         assert ctd.config_digest(qualified(image)) == version, ctd.name
-        assert version in ctd.images(), ctd.name  # the CRI's own name: kubelet sees it
         assert node_diff_ids(ctd, version) == source_identity(k8s, image), ctd.name
         assert ctd.pinned(qualified(image)), ctd.name
+        # what kubelet sees, asked of the CRI itself: the image by its version and name, and
+        # pinned against its image GC where containerd honours the label (1.7)
+        seen = {i.id: i for i in cri.list_images(ctd.socket)}
+        assert qualified(image) in seen[version].repo_tags, (ctd.name, seen.get(version))
+        assert seen[version].pinned == (ctd.name == "p2"), (ctd.name, seen[version])
 
 
 def test_a_second_sync_moves_no_bundle_and_imports_nothing(k8s: Lab, tmp_path: Path) -> None:
