@@ -26,8 +26,9 @@ STDERR_KEPT = 64 * 1024
 class Finished:
     argv: tuple[str, ...]
     status: int
-    stdout: bytes
+    stdout: bytes  # its first ``limit`` bytes
     stderr: str  # its tail, printable
+    truncated: bool = False  # stdout said more than ``limit``
 
     @property
     def ok(self) -> bool:
@@ -40,9 +41,14 @@ class Finished:
 
 
 def run(
-    argv: list[str], *, stdin: BinaryIO | Iterator[bytes] | None = None, timeout: float = 600
+    argv: list[str],
+    *,
+    stdin: BinaryIO | Iterator[bytes] | None = None,
+    timeout: float = 600,
+    limit: int = OUTPUT_KEPT,
 ) -> Finished:
-    """Run ``argv`` to its end (at most ``timeout`` seconds) and say how it ended."""
+    """Run ``argv`` to its end (at most ``timeout`` seconds) and say how it ended, with at
+    most ``limit`` bytes of what it wrote to stdout."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         feed = _feed_of(stdin)
         try:
@@ -63,7 +69,8 @@ def run(
             raise EngineError(f"{' '.join(argv[:3])} took more than {timeout:g} s") from None
         if writer is not None:
             writer.join()
-        return Finished(tuple(argv), status, _head(out, OUTPUT_KEPT), _tail(err))
+        said = _head(out, limit + 1)
+        return Finished(tuple(argv), status, said[:limit], _tail(err), len(said) > limit)
 
 
 def _feed(pipe: IO[bytes], chunks: Iterator[bytes]) -> None:

@@ -34,6 +34,7 @@ from imgsync.model import VERSION_RE, runtime_config
 PIN = "io.cri-containerd.pinned=pinned"
 CRI_NAMESPACE = "k8s.io"
 CONFIG_MAX = 1024 * 1024  # the most one image's config may be
+LISTING_MAX = 64 * 1024 * 1024  # the most a listing may say (~200k blobs): a node's, bounded
 _CHANGES = {("images", "import"), ("images", "tag"), ("images", "label"), ("images", "rm")}
 _IMPORTED = re.compile(r"unpacking (\S+) \((sha256:[0-9a-f]{64})\)")
 
@@ -55,8 +56,8 @@ class ContainerdEngine:
         """What the namespace holds: two ``ctr`` listings, read once per engine (an
         inventory asks for every image) and again after each change imgsync makes."""
         if self._catalog is None:
-            names = parse_images(self._ctr("images", "ls").decode("utf-8", "replace"))
-            content = parse_content(self._ctr("content", "ls").decode("utf-8", "replace"))
+            names = parse_images(self._listing("images", "ls"))
+            content = parse_content(self._listing("content", "ls"))
             self._catalog = Catalog(names, content)
         return self._catalog
 
@@ -125,7 +126,8 @@ class ContainerdEngine:
     ) -> list[str]:
         args = ["images", "import", *(["--local"] if self._imports_locally() else []), "-"]
         said = self._ctr(*args, stdin=tarball, timeout=3600, what=f"import {what}")
-        imported = [m[1] for m in _IMPORTED.finditer(said.decode("utf-8", "replace"))]
+        found = (m[1] for m in _IMPORTED.finditer(said.decode("utf-8", "replace")))
+        imported = [name for name in found if name[:1].isalnum()]  # never a ctr flag
         if reference is not None:
             name = refs.qualified(reference)
             if name not in imported:
@@ -172,22 +174,31 @@ class ContainerdEngine:
         found = re.search(r"Version:\s*(\S+)", server)
         return found[1] if found else "unknown"
 
+    def _listing(self, *args: str) -> str:
+        """A whole ``ctr … ls``: one cut short would hide images, and imgsync would send
+        them again every cycle, so a listing too long to read is an error."""
+        done = self._ctr(*args, limit=LISTING_MAX)
+        return done.decode("utf-8", "replace")
+
     def _ctr(
         self,
         *args: str,
         stdin: BinaryIO | Iterator[bytes] | None = None,
         timeout: float = 120,
         what: str | None = None,
+        limit: int = command.OUTPUT_KEPT,
     ) -> bytes:
         doing = f"ctr {what or ' '.join(args[:2])} on {self.name}"
         try:
-            done = command.run([*self._ctr_argv, *args], stdin=stdin, timeout=timeout)
+            done = command.run([*self._ctr_argv, *args], stdin=stdin, timeout=timeout, limit=limit)
         except EngineError as err:  # could not run it, or it hung
             raise EngineError(f"{doing}: {err}") from None
         if args[:2] in _CHANGES:
             self._catalog = None  # read the namespace again next time
         if not done.ok:
             raise EngineError(f"{doing}: {done.why()}")
+        if done.truncated:
+            raise EngineError(f"{doing}: said more than {limit} bytes; not read")
         return done.stdout
 
 

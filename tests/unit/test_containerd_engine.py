@@ -119,3 +119,21 @@ def test_a_missing_ctr_is_an_error_naming_the_engine_and_the_command(tmp_path: P
     ctd = ContainerdEngine("/run/ctd.sock", "k8s.io", [str(tmp_path / "no-ctr")])
     with pytest.raises(EngineError, match=r"containerd at /run/ctd.sock .*cannot run .*no-ctr"):
         ctd.image_id("acme/web:1")
+
+
+def test_a_listing_too_long_to_read_is_an_error_not_a_shorter_catalog(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A listing cut short would hide images, which would then be sent every cycle."""
+    monkeypatch.setattr("imgsync.engines.containerd.LISTING_MAX", 200)
+    with pytest.raises(EngineError, match=r"ctr images ls on containerd at .*more than 200 bytes"):
+        engine(tmp_path).image_id("acme/web:1")
+
+
+def test_a_name_an_import_reports_that_looks_like_a_flag_is_never_passed_to_ctr(
+    tmp_path: Path,
+) -> None:
+    hostile = engine(tmp_path, imported=f"unpacking --address=/evil.sock ({TARGET})...done")
+    with pytest.raises(EngineError, match="imported no image"):
+        hostile.load(io.BytesIO(b"tar"), "acme/web:1 (bundle)", "acme/web:1")
+    assert not [c for c in calls(tmp_path) if c[:2] == ["images", "tag"]]

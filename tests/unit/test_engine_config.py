@@ -70,9 +70,10 @@ def test_an_unknown_engine_is_refused_with_the_choices(tmp_path: Path) -> None:
 def test_a_command_that_says_too_much_costs_bounded_memory() -> None:
     code = "import sys; sys.stdout.write('x' * (9 * 1024 * 1024)); sys.stderr.write('e' * 200000)"
     done = command.run([sys.executable, "-c", code])
-    assert done.ok
+    assert done.ok and done.truncated
     assert len(done.stdout) == command.OUTPUT_KEPT
     assert len(done.stderr) <= command.STDERR_KEPT
+    assert not command.run([sys.executable, "-c", "print('short')"]).truncated
 
 
 def test_a_command_reads_a_file_or_an_iterators_bytes_as_its_stdin(tmp_path: Path) -> None:
