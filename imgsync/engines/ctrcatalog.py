@@ -64,9 +64,10 @@ class Catalog:
         """Chain ID → blob digest of every layer held as a blob, under an unpacked image:
         what an OCI bundle may leave out (its own blob digest must be the same)."""
         held: dict[str, str] = {}
-        for name in self.names:
-            manifest = self.manifest(self.names[name])
-            if manifest is None or not _unpacked(self.content.get(self.config(name) or "", {})):
+        targets = set(self.names.values())  # many names may share one image
+        for manifest in {m for m in map(self.manifest, targets) if m is not None}:
+            config = self.content[manifest].get(CONFIG, "")
+            if not _unpacked(self.content.get(config, {})):
                 continue
             pairs = []  # (blob, diff ID) of the layers held, bottom up, to the first missing
             for blob in _numbered(self.content[manifest], LAYER):

@@ -32,17 +32,25 @@ from imgsync.reference import familiar, qualified
 class PodmanEngine(Engine):
     UNREACHABLE = "cannot reach Podman at"
 
+    _held: dict[str, str] | None = None  # layer_blobs, until imgsync changes something
+
     def inspect(self, reference: str) -> ImageInfo:
         return super().inspect(_name(reference))
 
     def tag(self, image_id: str, reference: str) -> None:
+        self._held = None
         super().tag(image_id, qualified(reference))
+
+    def remove_image(self, image_id: str) -> bool:
+        self._held = None
+        return super().remove_image(image_id)
 
     def load(
         self, tarball: BinaryIO | Iterator[bytes], what: str, reference: str | None = None
     ) -> list[str]:
         """Load, then leave the bundle's image under its qualified name only (a legacy
         bundle's load names it under ``localhost/``)."""
+        self._held = None
         untagged = super().load(tarball, what, reference)
         if reference is not None and qualified(reference) != (local := local_name(reference)):
             image_id = super().image_id(local)
@@ -52,15 +60,18 @@ class PodmanEngine(Engine):
         return untagged
 
     def layer_blobs(self) -> dict[str, str]:
-        """Every layer Podman holds, by chain ID, with the uncompressed blob it reuses."""
-        held: dict[str, str] = {}
-        for image_id in self.image_ids():
-            try:
-                diff_ids = self.inspect(image_id).diff_ids
-            except ImageNotFound:
-                continue  # removed while we looked
-            held.update(zip(chain_ids(diff_ids), diff_ids, strict=True))
-        return held
+        """Every layer Podman holds, by chain ID, with the uncompressed blob it reuses (one
+        inspect per image: asked once per engine, with layer_chains, until a change)."""
+        if self._held is None:
+            held: dict[str, str] = {}
+            for image_id in self.image_ids():
+                try:
+                    diff_ids = self.inspect(image_id).diff_ids
+                except ImageNotFound:
+                    continue  # removed while we looked
+                held.update(zip(chain_ids(diff_ids), diff_ids, strict=True))
+            self._held = held
+        return dict(self._held)
 
     def layer_chains(self) -> set[str]:
         return set(self.layer_blobs())
