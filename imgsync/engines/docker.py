@@ -35,6 +35,7 @@ class Engine:
 
     def __init__(self, docker_host: str | None) -> None:
         self.name = docker_host or "the local Docker engine"
+        self._store: str | None = None
         try:
             if docker_host:
                 self._client = docker.DockerClient(base_url=docker_host, timeout=_API_TIMEOUT)
@@ -156,8 +157,12 @@ class Engine:
         return chains
 
     def store(self) -> str:
-        """``containerd`` for the containerd image store (snapshotters), else ``classic``."""
-        return store_of(self._call("info", self._client.api.info).get("DriverStatus"))
+        """``containerd`` for the containerd image store (snapshotters), else ``classic``:
+        asked once per engine (a store changes only with a restart of the daemon), though
+        apply needs it for every marker it loads."""
+        if self._store is None:
+            self._store = store_of(self._call("info", self._client.api.info).get("DriverStatus"))
+        return self._store
 
     def version(self) -> dict[str, Any]:
         return dict(self._call("version", self._client.api.version))
