@@ -42,6 +42,7 @@ from imgsync.configtypes import (
     Listen,
     Namespace,
     PeerName,
+    Publish,
     Rate,
     Seconds,
     engine_keys,
@@ -131,10 +132,16 @@ class ReceiverConfig(_Section):
     keep: Annotated[StrictInt, Field(ge=1, le=100)] = 1
     prune: StrictBool = False
     allow: list[ImageSelector] | None = None  # only these images are loaded (None: any)
+    publish: Publish | None = None  # push each verified version to this site registry
 
     @model_validator(mode="after")
     def _keys_of_its_engine(self) -> ReceiverConfig:
         engine_keys(self.engine, self.model_fields_set)
+        if self.publish is not None and self.engine != "docker":
+            raise ValueError(
+                f"publish: not supported with engine = {self.engine!r}; only a Docker peer "
+                "publishes to a site registry (see docs/engines.md)"
+            )
         return self
 
 

@@ -104,6 +104,29 @@ def engine_keys(engine: str, given: set[str]) -> None:
         raise ValueError(f"{', '.join(wrong)} cannot be used with engine = {engine!r}")
 
 
+PATH_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")  # distribution's grammar
+REPOSITORY_PATH = re.compile(rf"{PATH_COMPONENT.pattern}(?:/{PATH_COMPONENT.pattern})*")
+_PUBLISH = re.compile(
+    r"(?P<host>[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:]+\]):(?P<port>[0-9]{1,5})(?P<prefix>/.+)?"
+)
+
+
+def _publish(value: str) -> str:
+    """``host:port`` or ``host:port/prefix``: a registry on the peer's site to push to."""
+    if "://" in value:
+        raise ValueError(f"{value!r}: give the registry as host:port, without a scheme")
+    match = _PUBLISH.fullmatch(value)
+    if match is None or not 0 < int(match["port"]) < 65536:
+        raise ValueError(f"{value!r} is not a registry address: give host:port or host:port/prefix")
+    prefix = (match["prefix"] or "").removeprefix("/")
+    if prefix and not REPOSITORY_PATH.fullmatch(prefix):
+        raise ValueError(
+            f"{value!r}: the prefix {prefix!r} is not a repository path (lowercase components "
+            "such as 'mirror' or 'site/images', no tag)"
+        )
+    return value
+
+
 def _cron(value: str) -> str:
     fields = value.split()
     if len(fields) != 5:
@@ -184,3 +207,4 @@ Listen = Annotated[StrictStr, AfterValidator(_listen)]
 Duration = Annotated[StrictStr, AfterValidator(_duration)]
 Cron = Annotated[StrictStr, AfterValidator(_cron)]
 Namespace = Annotated[StrictStr, AfterValidator(_namespace)]
+Publish = Annotated[StrictStr, AfterValidator(_publish)]

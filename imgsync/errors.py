@@ -15,7 +15,9 @@ own) are translated at the adapter boundary (``engine``, ``transport``, ``state`
     ├── Refused                  ``serve`` refused a request (imgsync/actions/serve.py)
     ├── StateError               the state DB is unreadable or has an unknown format
     ├── EngineError              the Docker engine refused or failed a request
-    │   └── ImageNotFound        a reference is not present in that engine
+    │   ├── ImageNotFound        a reference is not present in that engine
+    │   └── RegistryError        a site registry (``[receiver] publish``) did not answer,
+    │                            or said something else than a manifest
     ├── TransportError           SSH/SFTP to a peer failed
     │   ├── ConnectError         unreachable, refused, or timed out
     │   ├── HostKeyError         unknown or changed host key (names the fingerprint)
@@ -82,6 +84,14 @@ class EngineError(ImgsyncError):
 
 class ImageNotFound(EngineError):
     pass
+
+
+class RegistryError(EngineError):
+    """A site registry imgsync publishes to cannot be read, or says nonsense."""
+
+    def __init__(self, message: str, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable  # it did not answer at all: no use asking again soon
 
 
 class TransportError(ImgsyncError):

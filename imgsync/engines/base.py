@@ -95,3 +95,10 @@ class ReceivingEngine(Protocol):
     def ids_are_versions(self) -> bool:
         """Is an image's ID its config digest (imgsync's version)?"""
         ...
+
+    def push(self, image_id: str, target: str) -> None:
+        """Push the image ``image_id`` to a registry as ``target`` (``host:port/path:tag``),
+        with the engine's own credentials for that registry; the name ``target`` is not
+        left behind where the image has another. EngineError when the engine cannot push
+        (containerd and Podman: ``[receiver] publish`` is refused for them)."""
+        ...

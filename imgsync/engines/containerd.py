@@ -99,6 +99,9 @@ class ContainerdEngine:
     def ids_are_versions(self) -> bool:
         return True
 
+    def push(self, image_id: str, target: str) -> None:
+        raise EngineError(f"{self.name}: imgsync does not publish from containerd peers")
+
     def facts(self) -> EngineFacts:
         version = self._server_version()
         cri = _cri_state(self._ctr("plugins", "ls").decode("utf-8", "replace"))

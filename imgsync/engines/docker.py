@@ -139,6 +139,31 @@ class Engine:
         except (docker.errors.DockerException, requests.exceptions.RequestException) as err:
             raise EngineError(f"docker pull {reference} on {self.name} failed: {err}") from None
 
+    def push(self, image_id: str, target: str) -> None:
+        """``docker tag`` the image as ``target``, ``docker push`` it (credentials: the
+        ``docker login`` of the user imgsync runs as), then take the name off again unless
+        it is the image's only one (removing it would remove the image)."""
+        repository, _, tag = target.rpartition(":")
+        self._call(f"tag {target}", self._client.api.tag, image_id, repository, tag, force=True)
+        try:
+            stream = self._call(
+                f"push {target}", self._client.api.push, repository, tag=tag, stream=True,
+                decode=True,
+            )  # fmt: skip
+            try:
+                for item in stream:
+                    _raise_stream_error(item, f"docker push {target} on {self.name}")
+            except (docker.errors.DockerException, requests.exceptions.RequestException) as err:
+                raise EngineError(f"docker push {target} on {self.name} failed: {err}") from None
+        finally:
+            self._untag(target)
+
+    def _untag(self, name: str) -> None:
+        with contextlib.suppress(EngineError):
+            data = self._call(f"inspect {name}", self._client.api.inspect_image, name)
+            if len(data.get("RepoTags") or ()) > 1:
+                self._call(f"untag {name}", self._client.api.remove_image, name, noprune=True)
+
     def image_ids(self) -> set[str]:
         """The ID of every image the engine holds (tagged or not)."""
         found = self._call("list images", self._client.api.images, all=True)

@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 from imgsync.engines.base import PODMAN, EngineFacts, ImageInfo
 from imgsync.engines.docker import Engine
-from imgsync.errors import ImageNotFound
+from imgsync.errors import EngineError, ImageNotFound
 from imgsync.model import VERSION_RE, chain_ids
 from imgsync.reference import familiar, qualified
 
@@ -81,6 +81,9 @@ class PodmanEngine(Engine):
 
     def ids_are_versions(self) -> bool:
         return True
+
+    def push(self, image_id: str, target: str) -> None:
+        raise EngineError(f"Podman at {self.name}: imgsync does not publish from Podman peers")
 
     def facts(self) -> EngineFacts:
         return EngineFacts(PODMAN, str(self.version().get("Version") or "unknown"), PODMAN)
