@@ -182,6 +182,8 @@ class ApplyOutcome:
     seconds: float = 0.0
     error: str | None = None
     missing_layers: bool = False  # a thin bundle whose left-out layers the engine lacks
+    published: str | None = None  # [receiver] publish: the name the version is at there
+    publish_error: str | None = None  # why it is not (the load stands all the same)
 
     def to_json_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -200,7 +200,7 @@ def load_apply(raw: bytes) -> list[ApplyOutcome]:
             action = Action(str(item.get("action")))
         except ValueError:
             raise ProtocolError(f"apply result with action {item.get('action')!r}") from None
-        error = item.get("error")
+        error, publish_error = item.get("error"), item.get("publish_error")
         seconds = item.get("seconds")
         outcomes.append(
             ApplyOutcome(
@@ -210,9 +210,16 @@ def load_apply(raw: bytes) -> list[ApplyOutcome]:
                 seconds=_seconds(seconds),
                 error=printable_text(str(error)) if error is not None else None,
                 missing_layers=item.get("missing_layers") is True,
+                published=_name(item.get("published")),
+                publish_error=printable_text(str(publish_error)) if publish_error else None,
             )
         )
     return outcomes
+
+
+def _name(value: Any) -> str | None:
+    """A name a peer published an image under (``None``: none, or not a string)."""
+    return printable_text(value, 300) if isinstance(value, str) and value else None
 
 
 def _seconds(value: Any) -> float:

@@ -11,6 +11,10 @@ the same layers and runtime config as the bundle, and on the classic store the m
 version as its ID; if not, put the previous image back under the reference. A bundle that
 fails a check is removed with its marker, so the next sync sends it again.
 
+With ``[receiver] publish``, each marker's version the engine runs afterwards is pushed to
+the site registry, unless already there (:mod:`imgsync.receiver.publish`); a failed push
+is said in the outcome and never undoes the load.
+
 Afterwards the inbox keeps at most ``[receiver] keep`` bundles per reference, and with
 ``[receiver] prune`` the image a load replaced is removed (never forced: Docker keeps it
 while a container uses it or a tag points at it). Temp files of uploads that died more
@@ -56,6 +60,7 @@ from imgsync.model import (
 from imgsync.plan import needs_blobs
 from imgsync.receiver import loaded
 from imgsync.receiver.inbox import APPLY_LOCK, TEMP_MAX_AGE, engine_for, open_inbox
+from imgsync.receiver.publish import Publisher
 
 
 def run(
@@ -78,6 +83,7 @@ def apply_markers(
     """Under the inbox lock: apply the markers of ``images`` (all when empty), limited to
     the marker names in ``only`` when given; stop between markers when ``stop`` is set."""
     with cycle_lock(inbox.path / APPLY_LOCK), engine_for(receiver) as engine:
+        publisher = Publisher(engine, inbox.path, receiver.publish) if receiver.publish else None
         stale = inbox.clean_temp(older_than=TEMP_MAX_AGE)
         if stale:
             log.get().info("stale temp files removed", inbox=str(inbox.path), removed=stale)
@@ -91,7 +97,12 @@ def apply_markers(
         for path in paths:
             if stop is not None and stop.is_set():
                 break
-            outcomes.append(_apply_one(engine, inbox, path, images, receiver, received or {}))
+            outcome = _apply_one(engine, inbox, path, images, receiver, received or {})
+            if publisher is not None and outcome.version is not None:
+                outcome.published, outcome.publish_error = publisher.publish(
+                    outcome.image, outcome.version
+                )
+            outcomes.append(outcome)
         return outcomes
 
 

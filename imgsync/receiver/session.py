@@ -107,6 +107,10 @@ class Session:
 
         images = _references(request.get("images"))
         clean = request.get("clean") is True
+        if clean:  # a cycle's: publish first what an earlier one could not
+            from imgsync.receiver import publish
+
+            publish.pending(self._receiver_config(), images)
         return _parsed(inventory.reply(self._receiver_config(), images, clean))
 
     def _layers(self, request: dict[str, Any]) -> Reply:

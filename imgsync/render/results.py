@@ -69,9 +69,16 @@ def apply_lines(outcomes: list[ApplyOutcome]) -> list[str]:
     width = max(len(o.image) for o in outcomes)
     return [
         f"{o.image:<{width}}  {o.action.value:<9}  {short(o.version):<12}  "
-        f"{printable_text(o.error) if o.error else f'{o.seconds:.1f}s'}"
+        f"{printable_text(o.error) if o.error else f'{o.seconds:.1f}s'}{_published(o)}"
         for o in outcomes
     ]
+
+
+def _published(outcome: ApplyOutcome) -> str:
+    """``[receiver] publish``: where the version is published, or why it is not."""
+    if outcome.publish_error:
+        return f"; publish failed: {printable_text(outcome.publish_error)}"
+    return f"; published {printable_text(outcome.published)}" if outcome.published else ""
 
 
 def dry_run_json(planned: DryRun) -> str:
