@@ -25,14 +25,12 @@ The shapes, each the time until the last host has loaded the change::
 
     flat      = hop(N receivers, P, sender U, link L, S paths, rtt)
     relays    = hop(S relays, P, U, L, S, rtt) + D + hop(H - 1 leaves, Pr, lan, lan, 1, 0)
-    copy      = sess + B / lan                          (one request, one copy on the LAN)
+    copy      = sess + B / lan   (one request and one copy on the LAN)
     registry  = hop(S publishers, P, U, L, S, rtt) + D + copy (the push)
-                + sess + (H - 1) * B / lan + load          (the H - 1 nodes pull at once
-                                                            from the registry's LAN port;
-                                                            each unpacks in about a load)
-    registry + p2p = ... + copy (the push) + ceil(log2 H) * copy + load
-                (peer-to-peer pulls: every node that has the change serves one more, so
-                 the holders double each round; only in the crossovers)
+                + sess + (H - 1) * B / lan + load   (the nodes pull at once through the
+                                                     registry's port, then unpack: a load)
+    registry + p2p = ... + copy (the push) + ceil(log2 H) * copy + load   (every node that
+                has the change serves one more: the holders double each round)
 
 Bytes crossing each site link: flat ``H * B``; relays and registry ``B``. Not modelled: the
 source's own export (once, and streamed while ``docker save`` writes), CPU contention (the
@@ -172,7 +170,8 @@ def registry_p2p(fleet: Fleet) -> Prediction:
     return registry(fleet, p2p=True)
 
 
-SHAPES: tuple[Callable[[Fleet], Prediction], ...] = (flat, relays, registry)
+Shape = Callable[[Fleet], Prediction]
+SHAPES: tuple[Shape, ...] = (flat, relays, registry)
 
 
 def predict(fleet: Fleet) -> dict[str, Prediction]:
@@ -181,8 +180,8 @@ def predict(fleet: Fleet) -> dict[str, Prediction]:
 
 def crossover(
     fleet: Fleet,
-    better: Callable[[Fleet], Prediction],
-    than: Callable[[Fleet], Prediction],
+    better: Shape,
+    than: Shape,
     factor: float = 1.0,
     most: int = 500,
 ) -> int | None:
@@ -215,6 +214,11 @@ SITE_LINKS = (10, 100)  # Mbit/s
 UPLINKS = (100, 1000)  # Mbit/s
 TABLE_CHANGE_MB = 500.0
 CROSSOVER_CHANGES_MB = (10.0, 500.0)
+CROSSOVER_SITE_LINKS = (10, 100, 1000)  # Mbit/s
+
+
+def rate_text(mbit: int) -> str:
+    return f"{mbit} Mbit/s" if mbit < 1000 else f"{mbit // 1000} Gbit/s"
 
 
 def duration(seconds: float) -> str:
@@ -235,15 +239,15 @@ def cells(fleet: Fleet) -> list[str]:
 
 
 def fleet_table() -> list[str]:
-    up = [f"{u} Mbit/s" if u < 1000 else f"{u // 1000} Gbit/s" for u in UPLINKS]
-    head = [f"{shape} (uplink {u})" for u in up for shape in ("flat", "relays", "registry")]
+    shapes = ("flat", "relays", "registry")
+    head = [f"{shape} (uplink {rate_text(u)})" for u in UPLINKS for shape in shapes]
     lines = [
         "| hosts | sites x hosts | site link | " + " | ".join(head) + " |",
         "|---:|---|---|" + "---:|" * len(head),
     ]
     for hosts, per_site in FLEETS:
         for site in SITE_LINKS:
-            row = [str(hosts), f"{hosts // per_site} x {per_site}", f"{site} Mbit/s"]
+            row = [str(hosts), f"{hosts // per_site} x {per_site}", rate_text(site)]
             for uplink in UPLINKS:
                 fleet = replace(
                     typical(TABLE_CHANGE_MB, uplink, site),
@@ -255,36 +259,43 @@ def fleet_table() -> list[str]:
     return lines
 
 
+def hosts_text(hosts: int | None) -> str:
+    return "never (up to 500 hosts)" if hosts is None else f">= {hosts} hosts"
+
+
 def crossover_lines() -> list[str]:
     lines = []
     for change in CROSSOVER_CHANGES_MB:
-        for site in SITE_LINKS:
+        for site in CROSSOVER_SITE_LINKS:
             fleet = typical(change, 1000, site)
-            k = crossover(fleet, relays, flat)
-            r = crossover(fleet, registry, relays)
-            p2p = crossover(fleet, registry_p2p, relays, factor=2.0)
             lines.append(
-                f"- {change:.0f} MB change, {site} Mbit/s site link (uplink 1 Gbit/s): add relays "
-                f"when a site has >= {k} hosts; a registry hand-off beats relays "
-                f"(max_parallel_peers {fleet.relay_parallel} on the relay) from {r} hosts; "
-                f"a registry with peer-to-peer pulls is twice as fast from {p2p} hosts"
+                f"| {change:.0f} MB | {rate_text(site)} "
+                f"| {hosts_text(crossover(fleet, relays, flat))} "
+                f"| {hosts_text(crossover(fleet, registry, relays))} "
+                f"| {hosts_text(crossover(fleet, registry_p2p, relays, factor=2.0))} |"
             )
-    return lines
+    return [
+        "| change | site link | relays beat flat | a registry beats relays "
+        "| a registry with p2p pulls is 2x as fast as relays |",
+        "|---:|---|---|---|---|",
+        *lines,
+    ]
 
 
 def lab_cases() -> list[tuple[str, Fleet, str]]:
     """The lab runs that check the model, with the bench's inputs: the big image (526 MB),
-    imgsync's session at 144 MB/s on loopback, 100 Mbit/s + 20 ms RTT shaped links."""
+    imgsync's session at 144 MB/s on loopback, 100 Mbit/s + 20 ms RTT shaped links, its
+    ``docker load -i`` 4.4 s, a relay's start its ``docker save -o`` (3.7 s) and a little."""
     loopback = 144 * MB
     lab = Fleet(526 * MB, loopback, loopback, lan=loopback, load_s=4.4, relay_start_s=4.0)
     shaped = replace(lab, site_link=12.5 * MB, site_rtt=0.02)
+    site = replace(shaped, hosts_per_site=3)
     return [
-        ("1 relay + 2 leaves behind one shaped link", replace(shaped, hosts_per_site=3), "relays"),
-        (
-            "the same 3 hosts, flat, behind one shaped link",
-            replace(shaped, hosts_per_site=3),
-            "flat",
-        ),
+        ("1 peer, shaped link (the benchmark's case a)", shaped, "flat"),
+        ("4 peers, each its own shaped link (case d)", replace(shaped, sites=4), "flat"),
+        ("4 peers, loopback (case d)", replace(lab, sites=4), "flat"),
+        ("1 relay + 2 leaves behind one shaped link", site, "relays"),
+        ("3 flat peers behind one shaped link", site, "flat"),
         ("10 flat peers, loopback", replace(lab, sites=10), "flat"),
         ("50 flat peers, loopback", replace(lab, sites=50), "flat"),
         ("10 flat peers, each its own shaped link", replace(shaped, sites=10), "flat"),
@@ -304,7 +315,7 @@ def main() -> None:
         "(fastest in bold):\n"
     )
     print("\n".join(fleet_table()))
-    print("\nCrossovers (one site):\n")
+    print("\nCrossovers: hosts in one site (uplink 1 Gbit/s; relays' max_parallel_peers 4):\n")
     print("\n".join(crossover_lines()))
     print("\nChecks against the lab:\n")
     print("\n".join(lab_table()))
