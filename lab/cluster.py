@@ -12,6 +12,9 @@ A node may run Docker 26 with the containerd image store instead of the host's D
 (``source_engine="26"``, ``peer_engines=[..., "26"]``): its dockerd data and sockets then live in
 ``D26/x/<lab id>/<node>`` inside the Debian 13 root of lab/chroot.py (D26).
 
+Peers named ``"shared"`` in ``peer_engines`` all use one dockerd (ROOT/shared): for tests of the
+source's side of a large fleet, each such peer still has its own sshd, relay, inbox and config.
+
 Peer pN (N = 1, 2, …) listens for SSH on 127.0.0.(10+N):22000+N and is reached by the source
 through a ByteCountingRelay on 127.0.0.(10+N):23000+N; known_hosts is keyed by the relay's
 address, so what the source sees is sshd's host key.
@@ -44,7 +47,8 @@ CONTAINERD_16 = "containerd-1.6"  # a Kubernetes node's containerd alone: Debian
 CONTAINERD_17 = "containerd-1.7"  # … the Debian 13 root's (lab/chroot.py)
 PODMAN_HOST = "podman"  # Podman with its Docker-compatible API: Debian 12's 4.3 (peers only)
 PODMAN_5 = "podman-5"  # … the Debian 13 root's 5.x
-PEER_ONLY = (CONTAINERD_16, CONTAINERD_17, PODMAN_HOST, PODMAN_5)
+ENGINE_SHARED = "shared"  # the host's Docker, one dockerd for every peer that names it (peers only)
+PEER_ONLY = (CONTAINERD_16, CONTAINERD_17, PODMAN_HOST, PODMAN_5, ENGINE_SHARED)
 Node = DockerNode | ContainerdNode | PodmanNode
 
 
@@ -116,6 +120,7 @@ class Lab:
         self.source = source
         self._n_peers = peers
         self._storage_driver = storage_driver
+        self._shared: Node | None = None
         self.peers: list[Peer] = []
         self.timings: dict[str, float] = {}
         self._started = False
@@ -129,6 +134,10 @@ class Lab:
             if engine == PODMAN_5:
                 return PodmanNode(name, home, home / "r", chroot=docker26_root())
             return DockerNode(name, home, home / "r", chroot=docker26_root())
+        if engine == ENGINE_SHARED:
+            if self._shared is None:
+                self._shared = DockerNode("shared", self.root / "shared", self.run_root / "shared")
+            return self._shared
         if engine == CONTAINERD_16:
             return ContainerdNode(name, self.root / name / "ctd", self.run_root / name)
         if engine == PODMAN_HOST:
@@ -183,7 +192,7 @@ class Lab:
             for peer in self.peers:
                 peer.inbox.mkdir(parents=True, exist_ok=True)
             # Spawn from this thread (parent-death signal is per thread), wait in parallel.
-            nodes: list[Node] = [self.source, *(p.docker for p in self.peers)]
+            nodes = self._nodes()
             for node in nodes:
                 node.spawn()
             for peer in self.peers:
@@ -216,7 +225,7 @@ class Lab:
             attempt(f"relay {peer.name}", peer.relay.stop)
         for peer in self.peers:
             attempt(f"sshd {peer.name}", peer.sshd.stop)
-        errors += _stop_all([self.source, *(p.docker for p in self.peers)])
+        errors += _stop_all(self._nodes())
         attempt("run dir", lambda: remove_tree(self.run_root))
         if self.chroot_dir is not None and not self.keep:
             chroot_dir = self.chroot_dir
@@ -227,6 +236,14 @@ class Lab:
         self.timings["stop"] = time.monotonic() - t0
         if errors:
             print("lab teardown problems:\n  " + "\n  ".join(errors), file=sys.stderr)
+
+    def _nodes(self) -> list[Node]:
+        """Every engine once: the source's and the peers' (a shared one counted once)."""
+        nodes: list[Node] = [self.source]
+        for peer in self.peers:
+            if all(peer.docker is not node for node in nodes):
+                nodes.append(peer.docker)
+        return nodes
 
     def __enter__(self) -> Lab:
         return self.start()
