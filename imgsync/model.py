@@ -153,6 +153,8 @@ class Result:
     transfer: str | None = None  # "full" or "thin" when a bundle was sent
     engine: str | None = None  # Docker's version, or "containerd 1.7.24", "podman 4.3.1"
     store: str | None = None  # the peer's image store: classic, containerd or podman
+    published: str | None = None  # the peer's [receiver] publish: where the version is now
+    publish_error: str | None = None  # why it is not there (the load stands all the same)
 
     def to_json_dict(self) -> dict[str, Any]:
         data = asdict(self)

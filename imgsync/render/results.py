@@ -47,6 +47,8 @@ def sync_lines(report: Report) -> list[str]:
             if r.error
             else f"{human_bytes(r.bytes_sent)} in {r.seconds:.1f}s"
         )
+        if r.publish_error:
+            detail += f"; publish failed: {printable_text(r.publish_error)}"
         lines.append(
             f"{r.peer:<{peer_width}}  {r.image:<{image_width}}  {r.action.value:<9}  "
             f"{short(r.version):<12}  {detail}"

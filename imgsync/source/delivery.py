@@ -246,5 +246,5 @@ def _apply(
                 f"peer {peer.name} runs {outcome.version} after apply, expected {exported.version}",
             )
         else:
-            ledger.applied(image, outcome.action)
+            ledger.applied(image, outcome.action, outcome.published, outcome.publish_error)
     return fallback

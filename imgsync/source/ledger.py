@@ -51,10 +51,14 @@ class Ledger:
         self._in_flight.add(image)
         return self._results[image]
 
-    def applied(self, image: str, action: Action) -> None:
-        """The peer applied ``image``: loaded, restored, or found it ran it already."""
+    def applied(
+        self, image: str, action: Action, published: str | None = None, error: str | None = None
+    ) -> None:
+        """The peer applied ``image``: loaded, restored, or found it ran it already (and
+        published it to its site registry, or says why not)."""
         result = self._results[image]
         result.action, result.error = action, None
+        result.published, result.publish_error = published, error
         self._in_flight.discard(image)
 
     def took(self, image: str, seconds: float) -> None:

@@ -88,6 +88,7 @@ def test_a_loaded_version_is_published_and_a_second_sync_pushes_nothing(
         receiver_configs(lab, publish=address)
         code, report = sync_json(lab)
         assert code == 0, failures(report)
+        assert {r["published"] for r in report["results"]} == {f"{address}/pub-e2e/app:1"}
         assert config_digest(address, "pub-e2e/app", "1") == version
         assert manifest_puts(log) >= 1
         pushed = manifest_puts(log)
@@ -99,7 +100,7 @@ def test_a_loaded_version_is_published_and_a_second_sync_pushes_nothing(
             assert peer.docker.image_id(image) == version
 
 
-def test_a_registry_that_is_down_leaves_the_load_and_a_later_cycle_publishes(
+def test_a_registry_that_is_down_leaves_the_load_the_sync_says_so_and_a_later_cycle_publishes(
     lab: Lab, tmp_path: Path
 ) -> None:
     image = "pub-e2e/down:1"
@@ -110,6 +111,8 @@ def test_a_registry_that_is_down_leaves_the_load_and_a_later_cycle_publishes(
     receiver_configs(lab, publish=address)
     code, report = sync_json(lab)
     assert code == 0, failures(report)  # the load stands
+    for result in report["results"]:  # and the source's report says why it is not published
+        assert address in result["publish_error"] and result["published"] is None, result
     assert all(p.docker.image_id(image) == version for p in lab.peers)
     peer = lab.peers[0]
     done = run(lab.imgsync_argv("apply", "--json", "--image", image, config=peer.config_path))
