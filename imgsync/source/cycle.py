@@ -68,7 +68,10 @@ def _locked(config: cfg.Config, config_path: Path, options: CycleOptions) -> Rep
         run_id = uuid.uuid4().hex[:12]
         log.bind(run_id=run_id)
         try:
-            report = _cycle(source, wanted, peers, state_path, stop, options.progress, run_id)
+            inbox = Path(config.receiver.inbox) if config.receiver is not None else None
+            report = _cycle(
+                source, wanted, peers, state_path, stop, options.progress, run_id, inbox
+            )
         finally:
             log.unbind("run_id")
     report.seconds = time.monotonic() - started
@@ -91,6 +94,7 @@ def _cycle(
     stop: threading.Event,
     progress: ProgressSink | None,
     run_id: str,
+    inbox: Path | None = None,
 ) -> Report:
     """Export in this thread while the peers' sessions, each in its own, connect and ask
     their inventories; each then plans and sends as soon as the exports are done."""
@@ -106,7 +110,7 @@ def _cycle(
         with ThreadPoolExecutor(max_workers=source.max_parallel_peers) as pool:
             futures = [pool.submit(serve, peer) for peer in peers]  # they connect meanwhile
             try:
-                exporting.export_selected(source, wanted, peers, state, exports, stop)
+                exporting.export_selected(source, wanted, peers, state, exports, stop, inbox)
             except BaseException as err:
                 exports.abandon(str(err) or type(err).__name__)
                 raise

@@ -25,6 +25,7 @@ from imgsync.source.live import LiveExport
 
 if TYPE_CHECKING:
     from imgsync.engines.docker import Engine
+    from imgsync.source import export
 
 
 class Exports:
@@ -107,9 +108,11 @@ def export_selected(
     state: StateDB,
     exports: Exports,
     stop: threading.Event,
+    inbox: Path | None = None,
 ) -> None:
     """Pull, select, tell the peers' sessions what each gets (they connect meanwhile:
-    docker-py is imported only now), export."""
+    docker-py is imported only now), export. ``inbox``: a relay's own (its [receiver]),
+    whose whole bundles of the versions it runs are reused rather than saved again."""
     from imgsync.engines.docker import Engine
     from imgsync.source import selection
 
@@ -121,7 +124,7 @@ def export_selected(
         per_peer = {p.name: selection.for_peer(images, p.images) for p in peers}
         exports.select(per_peer)
         needed = [i for i in images if any(i in mine for mine in per_peer.values())]
-        exports.finish(*_export_all(engine, source, needed, state, exports, stop))
+        exports.finish(*_export_all(engine, source, needed, state, exports, stop, inbox))
     finally:
         engine.close()
 
@@ -133,6 +136,7 @@ def _export_all(
     state: StateDB,
     exports: Exports,
     stop: threading.Event,
+    inbox: Path | None,
 ) -> tuple[dict[str, Marker], dict[str, str]]:
     """Export what changed. First every image's head (what the engine holds, whether the
     export dir has it), announced to the peers at once: on the classic image store the
@@ -153,9 +157,10 @@ def _export_all(
             log.get().error("export failed", image=image, error=str(err))
             errors[image] = f"source: {err}"
             continue
-        if found.current is not None:
-            markers[image] = found.current
-            export.prune(bundles, found.current, source.keep)
+        current = found.current or _received(bundles, inbox, found, state)
+        if current is not None:
+            markers[image] = current
+            export.prune(bundles, current, source.keep)
         else:
             heads.append(found)
     live = {}
@@ -176,6 +181,20 @@ def _export_all(
         markers[found.reference] = exported
         state.record_export(exported)
     return markers, errors
+
+
+def _received(
+    bundles: BundleDir, inbox: Path | None, found: export.Head, state: StateDB
+) -> Marker | None:
+    """A relay's: the whole bundle its receiver loaded, as the export (no save)."""
+    if inbox is None:
+        return None
+    from imgsync.source import received
+
+    adopted = received.adopt(bundles, inbox, found.reference, found.info.id)
+    if adopted is not None:
+        state.record_export(adopted)
+    return adopted
 
 
 def _chosen(images: list[str], wanted: list[str]) -> list[str]:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 from typing import Any
 
 from lab import Lab, build_image
 from lab.tomlw import dumps
 
 
-def sync_json(lab: Lab, *args: str, timeout: float = 300) -> tuple[int, dict[str, Any]]:
-    done = lab.run_imgsync("sync", "--json", *args, timeout=timeout)
+def sync_json(
+    lab: Lab, *args: str, timeout: float = 300, config: Path | None = None
+) -> tuple[int, dict[str, Any]]:
+    done = lab.run_imgsync("sync", "--json", *args, timeout=timeout, config=config)
     try:
         return done.returncode, json.loads(done.stdout)
     except json.JSONDecodeError:
