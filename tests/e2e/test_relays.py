@@ -9,10 +9,7 @@ tags a selected image. What crosses each link is counted at the lab's relays.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import time
-import tomllib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,7 +17,7 @@ import pytest
 
 from imgsync.bundle.bundledir import BundleDir
 from lab import Lab, build_image
-from lab.tomlw import dumps
+from lab.site import RelayDaemon, make_relay
 
 from .helpers import failures, sync_json
 
@@ -37,63 +34,17 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     try:
         the_lab.start()
         the_lab.write_configs([IMAGE])
-        _relay_config(the_lab)
+        make_relay(the_lab, "p1", ["p2", "p3"], [IMAGE])
         the_lab.peer("p1").relay.rate_limit = SITE_LINK
         yield the_lab
     finally:
         the_lab.stop()
 
 
-def _relay_config(lab: Lab) -> None:
-    """p1: its receiver config, plus a source of its own Docker feeding p2 and p3."""
-    hq = tomllib.loads(lab.source_config.read_text())
-    relay = lab.peer("p1")
-    mine = tomllib.loads(relay.config_path.read_text())
-    home = relay.config_path.parent
-    mine["source"] = {
-        "docker_host": relay.docker.receiver_keys().get("docker_host", relay.docker.url),
-        "images": [IMAGE],
-        "export_dir": str(home / "export"),
-    }
-    mine["ssh"] = hq["ssh"]
-    mine["peers"] = [p for p in hq["peers"] if p["name"] in ("p2", "p3")]
-    mine["state"] = {"path": str(home / "state.db")}
-    mine["schedule"] = {"interval": "1h", "events": True, "debounce": "1s"}
-    relay.config_path.write_text(dumps(mine))
-
-
-class RelayDaemon:
-    """``imgsync daemon`` on the relay, started and stopped (by PID) by the test."""
-
-    def __init__(self, lab: Lab) -> None:
-        self.lab = lab
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        argv = self.lab.imgsync_argv("daemon", config=self.lab.peer("p1").config_path)
-        log = open(self.lab.peer("p1").config_path.with_name("daemon.log"), "ab")  # noqa: SIM115
-        self.process = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-        log.close()
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(30)
-
-
 @pytest.fixture
 def daemon(site: Lab) -> Iterator[RelayDaemon]:
-    relay = RelayDaemon(site)
-    relay.start()
-    try:
+    with RelayDaemon(site, "p1") as relay:
         yield relay
-    finally:
-        relay.stop()
 
 
 def wait_for(what: str, condition: Callable[[], bool], timeout: float = 120) -> None:

@@ -1,0 +1,269 @@
+"""``.venv/bin/python -m bench.fleet [--runs 3] [--quick]``: the fleet cases of #15.
+
+1. **A site behind a relay.** Headquarters (the lab's source) → p1, the relay, behind a
+   100 Mbit/s link → p2 to p4, its leaves (a site of 4 hosts). Each run builds a new 10 MiB
+   top layer over a 20 MiB base all hosts hold; headquarters syncs the relay alone and the
+   relay's ``imgsync daemon`` passes it on. Measured: what the site link carried over the
+   changed layer (counted at the lab's relay), and the time until all four hosts run it
+   over the time until the relay does (headquarters' sync returning). Then the same change
+   sent flat (headquarters to all four): what the site's links carried together.
+2. **Fifty peers from one source.** 50 peers (sharing one dockerd; each its own sshd, relay,
+   inbox, receiver config) x 10 images; a no-change cycle to the first N = 1, 10, 50 peers
+   with ``max_parallel_peers`` 4 and 16: wall time, the source's CPU seconds and peak RSS,
+   its peak threads and descriptors, and every process's CPU (the lab's peers share this
+   machine's cores, so the wall time carries their sessions too).
+
+Written to docs/fleet-benchmarks.md only from a committed tree (as ``python -m bench``);
+``--quick`` (1 run, 10 peers) measures any tree and prints only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lab import Lab, build_image
+from lab.cluster import ENGINE_SHARED
+from lab.site import RelayDaemon, make_relay
+
+from . import tree
+from .measure import Spread, load_average
+
+MiB = 1024 * 1024
+SITE_LINK = 12_500_000  # bytes/s: 100 Mbit/s
+PAGE = tree.REPO / "docs" / "fleet-benchmarks.md"
+Row = tuple[str, ...]
+
+
+def _wait(condition: Callable[[], bool], timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError("timed out")
+        time.sleep(0.05)
+
+
+def _all_run(nodes: list[Any], image: str, version: str) -> Callable[[], bool]:
+    return lambda: all(node.image_id(image) == version for node in nodes)
+
+
+def _sync(lab: Lab, *args: str, config: Path | None = None) -> None:
+    done = lab.run_imgsync("sync", *args, config=config, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(f"sync failed: {done.stderr[-2000:]}")
+
+
+def site_case(root: Path, runs: int) -> tuple[list[Row], list[float]]:
+    image, hosts = "fleet/site:1", ["p1", "p2", "p3", "p4"]
+    loads: list[float] = []
+    with Lab(root / "site", peers=4) as lab:
+        base = [("base.bin", 20 * MiB)]
+        build_image(lab.source.client(), image, base, seed=16000)
+        lab.write_configs([image])
+        _sync(lab)  # every host holds the base
+        make_relay(lab, "p1", hosts[1:], [image], debounce="1s")
+        lab.peer("p1").relay.rate_limit = SITE_LINK
+        link, ratio, reach_relay, reach_all = [], [], [], []
+        with RelayDaemon(lab, "p1"):
+            for run in range(runs):
+                layers = [*base, (f"change{run}.bin", 10 * MiB)]
+                version = build_image(lab.source.client(), image, layers, seed=16000)
+                leaves_have = [lab.peer(h).docker for h in hosts[1:]]
+                loads.append(load_average())
+                lab.reset_counters()
+                started = time.monotonic()
+                _sync(lab, "--peer", "p1")
+                relay_done = time.monotonic() - started
+                _wait(_all_run(leaves_have, image, version))
+                all_done = time.monotonic() - started
+                link.append(lab.peer("p1").relay.bytes_up / (10 * MiB))
+                reach_relay.append(relay_done)
+                reach_all.append(all_done)
+                ratio.append(all_done / relay_done)
+        flat = []
+        for run in range(runs):  # the relay's daemon stopped: headquarters sends each host
+            layers = [*base, (f"flat{run}.bin", 10 * MiB)]
+            build_image(lab.source.client(), image, layers, seed=16000)
+            lab.reset_counters()
+            _sync(lab)
+            flat.append(sum(lab.peer(h).relay.bytes_up for h in hosts) / (10 * MiB))
+    rows: list[Row] = [
+        ("site link bytes / changed layer, via the relay", _s(link), "≤ 1.1"),
+        ("site links' bytes / changed layer, flat to 4 hosts", _s(flat), "(4)"),
+        ("seconds until the relay runs it (headquarters' sync)", _s(reach_relay), ""),
+        ("seconds until all 4 hosts run it", _s(reach_all), ""),
+        ("all 4 hosts / the relay alone", _s(ratio), "≤ 1.3"),
+    ]
+    return rows, loads
+
+
+def scale_case(root: Path, runs: int, peers: int) -> tuple[list[Row], list[float]]:
+    images = [f"fleet/app{i}:1" for i in range(10)]
+    counts = sorted({1, min(10, peers), peers})
+    rows: list[Row] = []
+    loads: list[float] = []
+    with Lab(root / "scale", peers=peers, peer_engines=[ENGINE_SHARED] * peers) as lab:
+        for i, image in enumerate(images):
+            build_image(lab.source.client(), image, [("a.bin", 64 * 1024)], seed=16100 + i)
+        for parallel in (4, 16):
+            source = {
+                "docker_host": lab.source.url,
+                "images": images,
+                "export_dir": str(lab.export_dir),
+                "max_parallel_peers": parallel,
+            }
+            lab.write_configs(images, extra={"source": source})
+            _sync(lab)
+            for n in counts:
+                selected = [arg for p in lab.peers[:n] for arg in ("--peer", p.name)]
+                samples = [_no_change(lab, selected) for _ in range(runs)]
+                loads += [s.pop("load") for s in samples]
+                rows.append(_scale_row(n, parallel, samples))
+    return rows, loads
+
+
+def _no_change(lab: Lab, selected: list[str]) -> dict[str, float]:
+    """One no-change cycle: its wall time, the source's CPU, RSS, threads and fds, and
+    the CPU every process on the machine used meanwhile."""
+    load = load_average()
+    argv = ["/usr/bin/time", "-f", "%U %S %M", *lab.imgsync_argv("sync", *selected)]
+    busy = _machine_cpu()
+    started = time.monotonic()
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    peak = _Peak(process.pid)
+    _, err = process.communicate(timeout=900)
+    peak.stop()
+    wall = time.monotonic() - started
+    if process.returncode != 0:
+        raise RuntimeError(f"sync failed: {err[-2000:]}")
+    user, system, rss_kb = err.strip().splitlines()[-1].split()
+    return {
+        "wall": wall,
+        "cpu": float(user) + float(system),
+        "rss": int(rss_kb) / 1024,
+        "threads": peak.threads,
+        "fds": peak.fds,
+        "all_cpu": _machine_cpu() - busy,
+        "load": load,
+    }
+
+
+class _Peak:
+    """The most threads and descriptors the source had (the child of /usr/bin/time)."""
+
+    def __init__(self, parent: int) -> None:
+        self.parent, self.threads, self.fds = parent, 0, 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        children = Path(f"/proc/{self.parent}/task/{self.parent}/children")
+        while not self._done.wait(0.01):
+            try:
+                pid = children.read_text().split()[0]
+                threads = len(list(Path(f"/proc/{pid}/task").iterdir()))
+                fds = len(list(Path(f"/proc/{pid}/fd").iterdir()))
+            except (OSError, IndexError):
+                continue
+            self.threads, self.fds = max(self.threads, threads), max(self.fds, fds)
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def _machine_cpu() -> float:
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]
+    ticks = sum(int(fields[i]) for i in (0, 1, 2, 5, 6))  # user nice system irq softirq
+    return ticks / 100
+
+
+def _scale_row(n: int, parallel: int, samples: list[dict[str, float]]) -> Row:
+    def col(key: str, digits: int = 2) -> str:
+        return _s([s[key] for s in samples], digits)
+
+    per_cycle = statistics.median(s["wall"] for s in samples)
+    return (
+        str(n),
+        str(parallel),
+        col("wall"),
+        f"{per_cycle / -(-n // parallel):.2f}",
+        col("cpu"),
+        col("rss", 0),
+        col("threads", 0),
+        col("fds", 0),
+        col("all_cpu", 1),
+    )
+
+
+def _s(values: list[float], digits: int = 2) -> str:
+    spread = Spread.of(values)
+    return "-" if spread is None else spread.text(digits)
+
+
+def render(site: list[Row], scale: list[Row], loads: list[float], state: str, runs: int) -> str:
+    low, high = min(loads), max(loads)
+    lines = [
+        "# Fleet benchmarks",
+        "",
+        f"Written by `.venv/bin/python -m bench.fleet --runs {runs}` from commit {state}, "
+        f"{datetime.date.today()}; each cell a median of {runs} runs (lowest to highest). "
+        f"Load average (1 min) as runs started: {low:.1f} to {high:.1f}. The lab runs on one "
+        "machine: every peer's sshd, session process and engine share its cores. The cases "
+        "are described in bench/fleet.py; the model these figures check is docs/fleets.md.",
+        "",
+        "## A site of 4 hosts behind a 100 Mbit/s link: one 10 MiB change",
+        "",
+        "| measure | value | goal |",
+        "|---|---|---|",
+        *(f"| {a} | {b} | {c} |" for a, b, c in site),
+        "",
+        "## No-change cycles, 10 images, N peers (one shared dockerd)",
+        "",
+        "| peers | max_parallel_peers | wall s | s per wave | source CPU s | source RSS MB "
+        "| source threads | source fds | all processes' CPU s |",
+        "|---:|---:|---|---|---|---|---|---|---|",
+        *("| " + " | ".join(row) + " |" for row in scale),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.fleet")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="1 run, 10 peers; no page")
+    args = parser.parse_args(argv)
+    start = tree.state()
+    if not args.quick and not start.clean:
+        print("uncommitted changes under imgsync/, bench/, lab/: commit first", file=sys.stderr)
+        return 2
+    runs = 1 if args.quick else max(3, args.runs)
+    with tempfile.TemporaryDirectory(prefix="imgsync-fleet-") as root:
+        site, site_loads = site_case(Path(root), runs)
+        scale, scale_loads = scale_case(Path(root), runs, 10 if args.quick else 50)
+    page = render(site, scale, site_loads + scale_loads, start.short, runs)
+    print(page)
+    if args.quick:
+        return 0
+    problem = tree.changed_during(start, tree.state())
+    if problem is not None:
+        print(f"not written: {problem}", file=sys.stderr)
+        return 3
+    PAGE.write_text(page)
+    print(f"wrote {PAGE}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
