@@ -70,7 +70,7 @@ def site_case(root: Path, runs: int) -> tuple[list[Row], list[float]]:
         build_image(lab.source.client(), image, base, seed=16000)
         lab.write_configs([image])
         _sync(lab)  # every host holds the base
-        make_relay(lab, "p1", hosts[1:], [image], debounce="1s")
+        make_relay(lab, "p1", hosts[1:], [image], debounce="200ms")
         lab.peer("p1").relay.rate_limit = SITE_LINK
         link, ratio, reach_relay, reach_all = [], [], [], []
         with RelayDaemon(lab, "p1"):

@@ -14,7 +14,7 @@ from pydantic import AfterValidator, Field, StrictFloat, StrictStr
 
 from imgsync import reference
 
-_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?")
 PEER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _HOST = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._:\[\]-]{0,252}")
 
@@ -175,12 +175,12 @@ def _rate(value: str) -> str:
 
 
 def parse_duration(value: str) -> float:
-    """``"90s"``, ``"5m"``, ``"1h30m"`` → seconds."""
+    """``"90s"``, ``"5m"``, ``"1h30m"``, ``"250ms"`` → seconds."""
     match = _DURATION.fullmatch(value.strip())
     if not value.strip() or match is None or not any(match.groups()):
-        raise ValueError(f"{value!r} is not a duration (like '30s', '5m', '1h30m')")
-    hours, minutes, seconds = (int(g or 0) for g in match.groups())
-    total = hours * 3600 + minutes * 60 + seconds
+        raise ValueError(f"{value!r} is not a duration (like '30s', '5m', '1h30m', '500ms')")
+    hours, minutes, seconds, millis = (int(g or 0) for g in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds + millis / 1000
     if total <= 0:
         raise ValueError("must be longer than zero")
     return float(total)

@@ -37,7 +37,7 @@ _CYCLE_SLACK = 600.0  # export and upload time a healthy cycle may add to its SS
 
 
 def make_trigger(schedule: cfg.ScheduleConfig) -> BaseTrigger:
-    jitter = int(cfg.parse_duration(schedule.jitter)) if schedule.jitter else None
+    jitter = max(1, int(cfg.parse_duration(schedule.jitter))) if schedule.jitter else None
     if schedule.cron is not None:
         minute, hour, day, month, day_of_week = schedule.cron.split()
         return CronTrigger(
@@ -177,7 +177,7 @@ class Daemon:
             replace_existing=True,
             coalesce=True,
             max_instances=1,
-            misfire_grace_time=int(cfg.parse_duration(schedule.misfire_grace)),
+            misfire_grace_time=max(1, int(cfg.parse_duration(schedule.misfire_grace))),
         )
         source = cfg.require_source(config, self.config_path)
         if schedule.events:

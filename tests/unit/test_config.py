@@ -135,9 +135,18 @@ def test_apply_command_must_be_one_line_of_words_without_nul(tmp_path: Path, com
     assert any(p.startswith("peers[0] (edge-1).apply_command:") for p in problems(tmp_path, text))
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("5m", 300), ("1h30m", 5400)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("5m", 300), ("1h30m", 5400), ("250ms", 0.25), ("1s500ms", 1.5)],
+)
 def test_durations(text: str, seconds: float) -> None:
     assert cfg.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["5mm", "ms", "0ms", "1.5s", "5 m", "500ms1s"])
+def test_not_durations(text: str) -> None:
+    with pytest.raises(ValueError, match=r"duration|longer than zero"):
+        cfg.parse_duration(text)
 
 
 def test_config_path_falls_back_to_env_then_etc(monkeypatch: pytest.MonkeyPatch) -> None:
