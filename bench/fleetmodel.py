@@ -282,30 +282,53 @@ def crossover_lines() -> list[str]:
     ]
 
 
-def lab_cases() -> list[tuple[str, Fleet, str]]:
-    """The lab runs that check the model, with the bench's inputs: the big image (526 MB),
-    imgsync's session at 144 MB/s on loopback, 100 Mbit/s + 20 ms RTT shaped links, its
-    ``docker load -i`` 4.4 s, a relay's start its ``docker save -o`` (3.7 s) and a little."""
-    loopback = 144 * MB
-    lab = Fleet(526 * MB, loopback, loopback, lan=loopback, load_s=4.4, relay_start_s=4.0)
-    shaped = replace(lab, site_link=12.5 * MB, site_rtt=0.02)
-    site = replace(shaped, hosts_per_site=3)
-    return [
-        ("1 peer, shaped link (the benchmark's case a)", shaped, "flat"),
-        ("4 peers, each its own shaped link (case d)", replace(shaped, sites=4), "flat"),
-        ("4 peers, loopback (case d)", replace(lab, sites=4), "flat"),
-        ("1 relay + 2 leaves behind one shaped link", site, "relays"),
-        ("3 flat peers behind one shaped link", site, "flat"),
-        ("10 flat peers, loopback", replace(lab, sites=10), "flat"),
-        ("50 flat peers, loopback", replace(lab, sites=50), "flat"),
-        ("10 flat peers, each its own shaped link", replace(shaped, sites=10), "flat"),
+LAB_SESSION_S = 1.3  # the lab's no-change cycle to 1 peer: a process, a session, 10 images
+LAB_LOOPBACK = 144 * MB  # imgsync's session on loopback (the benchmark's throughput row)
+LAB_CHANGE = 10 * 1024 * 1024  # bench/fleet.py's change: a 10 MiB top layer
+
+
+def lab_site(relay: bool) -> Fleet:
+    """bench/fleet.py's site: 4 hosts behind a 100 Mbit/s link, one 10 MiB change loaded in
+    0.5 s; via a relay (debounce 0.2 s, then a save of the 30 MiB image) or flat to the 4
+    hosts, each behind its own such link in the lab."""
+    change = Fleet(
+        LAB_CHANGE,
+        LAB_LOOPBACK,
+        12.5 * MB,
+        lan=LAB_LOOPBACK,
+        load_s=0.5,
+        session_s=LAB_SESSION_S,
+        relay_start_s=0.2 + 30 * 1024 * 1024 / EXPORT_RATE,
+    )
+    return replace(change, hosts_per_site=4) if relay else replace(change, sites=4)
+
+
+def lab_no_change(peers: int, parallel: int) -> Fleet:
+    """bench/fleet.py's no-change cycles: nothing to send or load, sessions in waves."""
+    return Fleet(
+        0.0, LAB_LOOPBACK, LAB_LOOPBACK, load_s=0.0, session_s=LAB_SESSION_S,
+        sites=peers, parallel=parallel,
+    )  # fmt: skip
+
+
+def lab_predictions() -> list[tuple[str, float]]:
+    """What the model predicts for each case bench/fleet.py measures, by name."""
+    site = lab_site(relay=True)
+    rows = [
+        ("site of 4: until the relay runs it", first_per_site(site) - site.relay_start_s),
+        ("site of 4: until all 4 hosts run it, via the relay", relays(site).seconds),
+        ("site of 4: until all 4 run it, flat", flat(lab_site(relay=False)).seconds),
     ]
+    for parallel in (4, 16):
+        for peers in (1, 10, 50):
+            seconds = flat(lab_no_change(peers, parallel)).seconds
+            rows.append((f"no change: {peers} peers, max_parallel_peers {parallel}", seconds))
+    return rows
 
 
 def lab_table() -> list[str]:
-    lines = ["| lab run | shape | predicted | measured (lab) |", "|---|---|---:|---:|"]
-    for name, fleet, shape in lab_cases():
-        lines.append(f"| {name} | {shape} | {duration(predict(fleet)[shape].seconds)} | — |")
+    lines = ["| lab case (bench/fleet.py) | predicted |", "|---|---:|"]
+    lines += [f"| {name} | {seconds:.2f} s |" for name, seconds in lab_predictions()]
     return lines
 
 

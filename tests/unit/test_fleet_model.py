@@ -173,9 +173,9 @@ def test_the_command_prints_the_three_shapes_the_crossovers_and_the_lab_checks()
     assert {"1", "10", "50", "200", "500"} <= hosts
     assert "| change | site link | relays beat flat | a registry beats relays |" in out.stdout
     assert "| 500 MB | 10 Mbit/s | >= " in out.stdout
-    assert "| 1 relay + 2 leaves behind one shaped link | relays |" in out.stdout
-    assert "| 50 flat peers, loopback | flat |" in out.stdout
-    assert all(row.endswith("| — |") for row in rows if "shaped link" in row or "loopback" in row)
+    assert "| site of 4: until all 4 hosts run it, via the relay | " in out.stdout
+    assert "| no change: 50 peers, max_parallel_peers 16 | " in out.stdout
+    assert all(row.endswith(" s |") for row in rows if row.startswith(("| site", "| no change")))
 
 
 def test_docs_fleets_shows_the_table_and_crossovers_the_model_prints_now() -> None:
