@@ -116,6 +116,38 @@ def site_case(root: Path, runs: int) -> tuple[list[Row], list[float]]:
     return rows, loads
 
 
+def uplink_case(root: Path, runs: int, peers: int) -> tuple[list[Row], list[float]]:
+    """A first sync of a new 50 MiB image to ``peers`` peers (each its own dockerd) through
+    one 100 Mbit/s uplink shared by all: the cycle's time over the time the bytes need."""
+    image, seed = "fleet/big:1", 16200
+    rows: list[Row] = []
+    loads: list[float] = []
+    with Lab(root / "uplink", peers=peers) as lab:
+        lab.cap_uplink(SITE_LINK)
+        for parallel in sorted({4, peers}):
+            source = {
+                "docker_host": lab.source.url,
+                "images": [image],
+                "export_dir": str(lab.export_dir),
+                "max_parallel_peers": parallel,
+            }
+            lab.write_configs([image], extra={"source": source})
+            ratios, seconds = [], []
+            for _ in range(runs):
+                seed += 1  # a new image each run: every peer lacks it
+                build_image(lab.source.client(), image, [("big.bin", 50 * MiB)], seed=seed)
+                loads.append(load_average())
+                lab.reset_counters()
+                started = time.monotonic()
+                _sync(lab)
+                took = time.monotonic() - started
+                sent = sum(p.relay.bytes_up for p in lab.peers)
+                seconds.append(took)
+                ratios.append(took / (sent / SITE_LINK))
+            rows.append((str(peers), str(parallel), _s(seconds), _s(ratios), "≤ 1.2"))
+    return rows, loads
+
+
 def scale_case(root: Path, runs: int, peers: int) -> tuple[list[Row], list[float]]:
     images = [f"fleet/app{i}:1" for i in range(10)]
     counts = sorted({1, min(10, peers), peers})
@@ -223,7 +255,9 @@ def _s(values: list[float], digits: int = 2) -> str:
     return "-" if spread is None else spread.text(digits)
 
 
-def render(site: list[Row], scale: list[Row], loads: list[float], state: str, runs: int) -> str:
+def render(
+    site: list[Row], uplink: list[Row], scale: list[Row], loads: list[float], state: str, runs: int
+) -> str:
     low, high = min(loads), max(loads)
     lines = [
         "# Fleet benchmarks",
@@ -239,6 +273,16 @@ def render(site: list[Row], scale: list[Row], loads: list[float], state: str, ru
         "| measure | measured | model (bench/fleetmodel.py) | goal |",
         "|---|---|---|---|",
         *("| " + " | ".join(row) + " |" for row in site),
+        "",
+        "## A first sync of a 50 MiB image through one 100 Mbit/s uplink",
+        "",
+        "Every peer has its own dockerd; the source's sends to all of them share the uplink "
+        "(paced at the lab's relays). The ratio is the cycle's time over the bytes that "
+        "crossed the uplink (counted at the relays) at its rate.",
+        "",
+        "| peers | max_parallel_peers | seconds | over bytes / uplink rate | goal |",
+        "|---:|---:|---|---|---|",
+        *("| " + " | ".join(row) + " |" for row in uplink),
         "",
         "## No-change cycles, 10 images, N peers (one shared dockerd)",
         "",
@@ -263,8 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     runs = 1 if args.quick else max(3, args.runs)
     with tempfile.TemporaryDirectory(prefix="imgsync-fleet-") as root:
         site, site_loads = site_case(Path(root), runs)
+        uplink, uplink_loads = uplink_case(Path(root), runs, 4 if args.quick else 10)
         scale, scale_loads = scale_case(Path(root), runs, 10 if args.quick else 50)
-    page = render(site, scale, site_loads + scale_loads, start.short, runs)
+    loads = site_loads + uplink_loads + scale_loads
+    page = render(site, uplink, scale, loads, start.short, runs)
     print(page)
     if args.quick:
         return 0

@@ -37,6 +37,7 @@ from ._proc import LabError, install_sigterm_handler, pick_port, remove_tree
 from .chroot import docker26_root, docker26_unavailable
 from .containerd_node import ContainerdNode
 from .docker_node import DockerNode
+from .pacing import SharedLink
 from .podman_node import PodmanNode
 from .relay import ByteCountingRelay
 from .sshd import SshServer, _keygen
@@ -360,6 +361,13 @@ class Lab:
             stdin=subprocess.DEVNULL,
             check=False,
         )
+
+    def cap_uplink(self, rate: float | None) -> None:
+        """Pace everything the source sends, to all peers together, to ``rate`` bytes/s (its
+        uplink); ``None`` lifts the cap."""
+        shared = SharedLink(rate) if rate else None
+        for peer in self.peers:
+            peer.relay.uplink = shared
 
     def reset_counters(self) -> None:
         for peer in self.peers:

@@ -9,6 +9,7 @@ Idle time never banks more credit than that.
 
 from __future__ import annotations
 
+import threading
 import time
 
 
@@ -37,3 +38,17 @@ class TokenBucket:
             time.sleep((n - self.tokens) / rate)
             self._refill(rate)
         self.tokens -= n
+
+
+class SharedLink:
+    """One link's rate, shared by every connection that sends through it (a source's uplink):
+    :meth:`take` paces the bytes of all of them together, in the order they come."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self._bucket = TokenBucket(burst_seconds=0.1)
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> None:
+        with self._lock:
+            self._bucket.take(n, self.rate)

@@ -6,7 +6,7 @@ import contextlib
 import socket
 import threading
 
-from .pacing import TokenBucket
+from .pacing import SharedLink, TokenBucket
 
 BUF_SIZE = 256 * 1024
 
@@ -51,6 +51,7 @@ class ByteCountingRelay:
         self._silent = False
         self._held: list[socket.socket] = []
         self.rate_limit: float | None = None  # bytes/s client -> target; None: unlimited
+        self.uplink: SharedLink | None = None  # a rate shared with other relays (client -> target)
         self._stopping = threading.Event()
         self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
@@ -223,6 +224,9 @@ class ByteCountingRelay:
                 rate = self.rate_limit if up else None
                 if rate:
                     bucket.take(n, rate)
+                uplink = self.uplink if up else None
+                if uplink is not None:
+                    uplink.take(n)
                 self._add(n, up)
         except OSError:
             conn.close()  # a reset on one side resets the other

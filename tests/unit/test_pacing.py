@@ -48,3 +48,11 @@ def test_an_empty_bucket_waits_for_the_first_bytes_too(clock: Clock) -> None:
     bucket = pacing.TokenBucket(burst_bytes=1000)
     bucket.take(500, rate=1000.0)
     assert clock.slept == pytest.approx(0.5)
+
+
+def test_a_shared_link_paces_all_its_senders_together(clock: Clock) -> None:
+    uplink = pacing.SharedLink(rate=10_000.0)
+    for _ in range(5):  # two relays' connections, taking in turn: 10 000 bytes in all
+        uplink.take(1000)
+        uplink.take(1000)
+    assert clock.slept == pytest.approx(1.0)  # the rate of the one link, not twice it
