@@ -25,7 +25,7 @@ from imgsync.errors import ExitCode, ImgsyncError
 
 if TYPE_CHECKING:
     from imgsync import config as cfg
-    from imgsync.model import Report
+    from imgsync.model import Report, StatusRow
 
 
 class _Context:
@@ -261,7 +261,15 @@ def _session(obj: _Context) -> int:
         _log({0: logging.WARNING, 1: logging.INFO}.get(obj.verbose, logging.DEBUG))
         return obj.receiver()
 
-    code = Session(receiver, sys.stdin.buffer, sys.stdout.buffer).run()
+    def relay_status() -> list[StatusRow] | None:
+        from imgsync.actions import status as status_action
+
+        config = obj.load()
+        if config.source is None or not config.peers:
+            return None
+        return status_action.run(config, obj.config_path)
+
+    code = Session(receiver, sys.stdin.buffer, sys.stdout.buffer, relay_status).run()
     # Its work is done and said: leave without tearing the interpreter down (a tenth of a
     # second of CPU per peer per cycle, paid while the source waits for every peer's exit).
     logging.shutdown()
@@ -296,13 +304,15 @@ def daemon(ctx: click.Context) -> int:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with every row.")
+@click.option("--fleet", is_flag=True, help="Also ask each relay what its own peers run.")
 @click.pass_obj
-def status(obj: _Context, as_json: bool) -> int:
-    """What each peer runs as the last sync saw it, and whether it is current (no network)."""
+def status(obj: _Context, as_json: bool, fleet: bool) -> int:
+    """What each peer runs as the last sync saw it, and whether it is current (no network;
+    with --fleet, each relay is asked for its site's hosts)."""
     from imgsync.actions import status as status_action
     from imgsync.render import status as shown
 
-    rows = status_action.run(obj.load(), obj.config_path)
+    rows = status_action.run(obj.load(), obj.config_path, fleet)
     lines = [shown.to_json(rows)] if as_json else shown.lines(rows)
     for line in lines:
         click.echo(line)

@@ -27,6 +27,7 @@ from imgsync.model import (
     HeldLayers,
     Inventory,
     PeerImage,
+    StatusRow,
 )
 from imgsync.text import printable as printable  # re-exported
 from imgsync.text import printable_text as printable_text  # re-exported
@@ -226,6 +227,51 @@ def _seconds(value: Any) -> float:
     if type(value) not in (int, float) or not 0 <= value < 1e9:
         return 0.0
     return float(value)
+
+
+MAX_FLEET_ROWS = 100_000  # leaf x image rows a relay may report
+
+
+def dump_relay_status(rows: list[StatusRow] | None) -> str:
+    """A session's ``status`` reply: the peer's own status rows when it is a relay (a source
+    for its site's hosts), or ``relay: false``."""
+    if rows is None:
+        return json.dumps({"format": FORMAT, "relay": False, "rows": []})
+    fields = ("peer", "image", "version", "exported", "reached", "last_success", "error")
+    listed = [{f: getattr(r, f) for f in (*fields, "engine", "store")} for r in rows]
+    return json.dumps({"format": FORMAT, "relay": True, "rows": listed})
+
+
+def load_relay_status(raw: bytes, relay: str) -> list[StatusRow] | None:
+    """A relay's rows, each peer named ``relay/leaf``; ``None`` when it is no relay. A row
+    that is not well formed is refused whole: a relay says what its leaves run, or nothing."""
+    data = _object(raw)
+    rows = data.get("rows")
+    if data.get("relay") is not True:
+        return None
+    if not isinstance(rows, list) or len(rows) > MAX_FLEET_ROWS:
+        raise ProtocolError(f"relay {relay}: its status has no list of rows it may send")
+    return [_relay_row(item, relay) for item in rows]
+
+
+def _relay_row(item: Any, relay: str) -> StatusRow:
+    if not isinstance(item, dict):
+        raise ProtocolError(f"relay {relay}: a status row is not an object")
+    leaf, image = _name(item.get("peer")), _name(item.get("image"))
+    version, exported = (
+        _version(item.get("version")),
+        _version(item.get("exported")),
+    )
+    when = item.get("last_success")
+    if leaf is None or image is None or not isinstance(item.get("reached"), bool):
+        raise ProtocolError(f"relay {relay}: a status row without its peer, image or reach")
+    return StatusRow(
+        f"{relay}/{leaf}", image, version, exported, item["reached"],
+        last_success=float(when) if isinstance(when, int | float) else None,
+        error=_name(item.get("error")),
+        engine=_name(item.get("engine")),
+        store=_name(item.get("store")),
+    )  # fmt: skip
 
 
 def _object(raw: bytes) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """``imgsync status``: what each peer runs, as last seen by a sync, read from the source's
-state DB — no network, no engine.
+state DB — no network, no engine (``--fleet`` asks each relay for its site's rows too:
+:mod:`imgsync.source.fleet`).
 
 StatusRows are peer x image: the configured peers in config order, each with the config's exact
 references (``source.images`` without wildcards, limited by the peer's own ``images`` and
@@ -21,7 +22,17 @@ from imgsync.model import StatusRow
 from imgsync.source import selection
 
 
-def run(config: cfg.Config, config_path: Path) -> list[StatusRow]:
+def run(config: cfg.Config, config_path: Path, fleet: bool = False) -> list[StatusRow]:
+    """The status rows; with ``fleet``, each relay's own after it (asked over SSH)."""
+    rows = _own(config, config_path)
+    if not fleet:
+        return rows
+    from imgsync.source import fleet as relays
+
+    return rows + relays.relay_rows(config)
+
+
+def _own(config: cfg.Config, config_path: Path) -> list[StatusRow]:
     cfg.require_source(config, config_path)
     state = StateDB.existing(Path(config.state.path))
     if state is None:  # no sync ran on this host yet

@@ -37,6 +37,7 @@ from typing import Any, BinaryIO
 from imgsync import frames, protocol
 from imgsync.bundle.verify import Received
 from imgsync.errors import EngineError, ExitCode, ImgsyncError, ProtocolError
+from imgsync.model import StatusRow
 
 Reply = dict[str, Any]
 
@@ -45,8 +46,15 @@ class Session:
     """One session over ``stdin``/``stdout``; ``receiver`` loads the peer's config (its
     errors become every request's reply)."""
 
-    def __init__(self, receiver: Callable[[], Any], stdin: BinaryIO, stdout: BinaryIO) -> None:
+    def __init__(
+        self,
+        receiver: Callable[[], Any],
+        stdin: BinaryIO,
+        stdout: BinaryIO,
+        relay_status: Callable[[], list[StatusRow] | None] | None = None,
+    ) -> None:
         self._load_receiver = receiver
+        self._relay_status = relay_status  # a relay's own status rows (None: no relay)
         self._receiver: Any = None
         self._reader = frames.FrameReader(stdin.read)
         self._stdout = stdout
@@ -83,7 +91,12 @@ class Session:
     def _answer(self, op: Any, request: dict[str, Any]) -> Reply:
         if op == "receive":
             return self._receive(request)
-        handlers = {"inventory": self._inventory, "layers": self._layers, "apply": self._apply}
+        handlers = {
+            "inventory": self._inventory,
+            "layers": self._layers,
+            "apply": self._apply,
+            "status": self._status,
+        }
         handler = handlers.get(op) if isinstance(op, str) else None
         if handler is None:
             raise ProtocolError(f"unknown session request {str(op)[:40]!r}")
@@ -119,6 +132,12 @@ class Session:
         chains = _strings(request.get("chains"), "chains")
         held = inventory.held_layers(self._receiver_config(), chains)
         return _parsed(protocol.dump_layers(held))
+
+    def _status(self, request: dict[str, Any]) -> Reply:
+        """``status --fleet`` on headquarters: what this peer's own peers run, if it is a
+        relay (read from its state DB, as its ``imgsync status`` would say)."""
+        rows = self._relay_status() if self._relay_status is not None else None
+        return _parsed(protocol.dump_relay_status(rows))
 
     def _apply(self, request: dict[str, Any]) -> Reply:
         from imgsync.receiver import apply

@@ -24,7 +24,7 @@ from imgsync.bundle.bundledir import marker_name
 from imgsync.bundle.payload import BytesPayload, Payload
 from imgsync.config import PeerSettings
 from imgsync.errors import RemoteCommandError, TransportError
-from imgsync.model import ApplyOutcome, HeldLayers, Inventory, Marker
+from imgsync.model import ApplyOutcome, HeldLayers, Inventory, Marker, StatusRow
 from imgsync.source.link import IMAGE_ERRORS, Advance
 from imgsync.source.live import LivePayload
 
@@ -81,6 +81,10 @@ class AgentLink:
         images = [m.reference for m in markers]
         raw = self._ask({"op": "apply", "images": images}, self.peer.apply_timeout)
         return protocol.load_apply(raw)
+
+    def relay_status(self) -> list[StatusRow] | None:
+        """What the peer's own peers run, when it is a relay (``None``: it is not)."""
+        return protocol.load_relay_status(self._ask({"op": "status"}), self.peer.name)
 
     def close(self) -> None:
         try:

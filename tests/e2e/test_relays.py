@@ -8,8 +8,10 @@ tags a selected image. What crosses each link is counted at the lab's relays.
 
 from __future__ import annotations
 
+import json
 import os
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,8 +20,9 @@ import pytest
 from imgsync.bundle.bundledir import BundleDir
 from lab import Lab, build_image
 from lab.site import RelayDaemon, make_relay
+from lab.tomlw import dumps
 
-from .helpers import failures, sync_json
+from .helpers import failures, run, sync_json
 
 pytestmark = pytest.mark.lab
 
@@ -35,6 +38,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         the_lab.start()
         the_lab.write_configs([IMAGE])
         make_relay(the_lab, "p1", ["p2", "p3"], [IMAGE])
+        hq = tomllib.loads(the_lab.source_config.read_text())  # headquarters knows the relay
+        hq["peers"] = [p for p in hq["peers"] if p["name"] == "p1"]
+        the_lab.source_config.write_text(dumps(hq))
         the_lab.peer("p1").relay.rate_limit = SITE_LINK
         yield the_lab
     finally:
@@ -59,7 +65,7 @@ def leaves_run(lab: Lab, version: str) -> bool:
 
 
 def hq_sync(lab: Lab) -> dict[str, Any]:
-    code, report = sync_json(lab, "--peer", "p1")
+    code, report = sync_json(lab)
     assert code == 0, failures(report)
     return report
 
@@ -146,3 +152,29 @@ def test_a_relay_killed_mid_cycle_loses_nothing_and_its_leaves_never_run_half_an
             site.peer(leaf).relay.rate_limit = None
     wait_for("the leaves to run the version", lambda: leaves_run(site, version))
     assert site.peer("p1").relay.bytes_up == carried  # headquarters sent nothing again
+
+
+def test_status_fleet_on_headquarters_shows_the_site_hosts_through_the_relay(
+    site: Lab, daemon: RelayDaemon
+) -> None:
+    version = site.source.image_id(IMAGE) or build_image(
+        site.source.client(), IMAGE, [("base.bin", MiB)], seed=15520
+    )
+    hq_sync(site)
+    wait_for("the leaves to run the version", lambda: leaves_run(site, version))
+    relay_sync(site)  # the relay's state DB has seen its leaves run it
+    plain = run(site.imgsync_argv("status", "--json"))
+    assert [r["peer"] for r in json.loads(plain.stdout)["peers"]] == ["p1"]
+    done = run(site.imgsync_argv("status", "--fleet", "--json"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = {(r["peer"], r["image"]): r for r in json.loads(done.stdout)["peers"]}
+    assert set(rows) == {("p1", IMAGE), ("p1/p2", IMAGE), ("p1/p3", IMAGE)}
+    assert all(r["version"] == version and r["current"] for r in rows.values())
+    site.peer("p1").relay.set_blocked(True)  # a relay that cannot be asked: its site unknown
+    try:
+        done = run(site.imgsync_argv("status", "--fleet", "--json"))
+    finally:
+        site.peer("p1").relay.set_blocked(False)
+    assert done.returncode == 1
+    unknown = {r["peer"]: r for r in json.loads(done.stdout)["peers"]}["p1/*"]
+    assert not unknown["current"] and "its site not read" in unknown["error"], unknown
