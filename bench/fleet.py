@@ -25,7 +25,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any
 
 from lab import Lab, build_image
 from lab.cluster import ENGINE_SHARED
+from lab.procstat import Peak
 from lab.site import RelayDaemon, make_relay
 
 from . import fleetmodel as model
@@ -181,7 +181,7 @@ def _no_change(lab: Lab, selected: list[str]) -> dict[str, float]:
     busy = _machine_cpu()
     started = time.monotonic()
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    peak = _Peak(process.pid)
+    peak = Peak(process.pid, child=True)
     _, err = process.communicate(timeout=900)
     peak.stop()
     wall = time.monotonic() - started
@@ -197,31 +197,6 @@ def _no_change(lab: Lab, selected: list[str]) -> dict[str, float]:
         "all_cpu": _machine_cpu() - busy,
         "load": load,
     }
-
-
-class _Peak:
-    """The most threads and descriptors the source had (the child of /usr/bin/time)."""
-
-    def __init__(self, parent: int) -> None:
-        self.parent, self.threads, self.fds = parent, 0, 0
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-
-    def _sample(self) -> None:
-        children = Path(f"/proc/{self.parent}/task/{self.parent}/children")
-        while not self._done.wait(0.01):
-            try:
-                pid = children.read_text().split()[0]
-                threads = len(list(Path(f"/proc/{pid}/task").iterdir()))
-                fds = len(list(Path(f"/proc/{pid}/fd").iterdir()))
-            except (OSError, IndexError):
-                continue
-            self.threads, self.fds = max(self.threads, threads), max(self.fds, fds)
-
-    def stop(self) -> None:
-        self._done.set()
-        self._thread.join()
 
 
 def _machine_cpu() -> float:

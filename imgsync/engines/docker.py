@@ -133,11 +133,15 @@ class Engine:
             f"pull {reference}", self._client.api.pull, repository, tag=tag, stream=True,
             decode=True,
         )  # fmt: skip
+        self._drain(stream, f"docker pull {reference}")
+
+    def _drain(self, stream: Any, what: str) -> None:
+        """Read a pull's or push's progress to its end; its first error is ours."""
         try:
             for item in stream:
-                _raise_stream_error(item, f"docker pull {reference} on {self.name}")
+                _raise_stream_error(item, f"{what} on {self.name}")
         except (docker.errors.DockerException, requests.exceptions.RequestException) as err:
-            raise EngineError(f"docker pull {reference} on {self.name} failed: {err}") from None
+            raise EngineError(f"{what} on {self.name} failed: {err}") from None
 
     def push(self, image_id: str, target: str) -> None:
         """``docker tag`` the image as ``target``, ``docker push`` it (credentials: the
@@ -150,11 +154,7 @@ class Engine:
                 f"push {target}", self._client.api.push, repository, tag=tag, stream=True,
                 decode=True,
             )  # fmt: skip
-            try:
-                for item in stream:
-                    _raise_stream_error(item, f"docker push {target} on {self.name}")
-            except (docker.errors.DockerException, requests.exceptions.RequestException) as err:
-                raise EngineError(f"docker push {target} on {self.name} failed: {err}") from None
+            self._drain(stream, f"docker push {target}")
         finally:
             self._untag(target)
 

@@ -10,15 +10,14 @@ first sync provably delivers to engines that had nothing. Times are not asserted
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import threading
 from collections.abc import Iterator
 
 import pytest
 
 from lab import Lab
 from lab.cluster import ENGINE_HOST, ENGINE_SHARED
+from lab.procstat import Peak
 
 from .helpers import build, failures
 
@@ -48,29 +47,6 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         yield the_lab
     finally:
         the_lab.stop()
-
-
-class Peak:
-    """The most threads and open descriptors a process had, sampled until it exits."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid, self.threads, self.fds = pid, 0, 0
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-
-    def _sample(self) -> None:
-        while not self._done.wait(0.01):
-            try:
-                threads = len(os.listdir(f"/proc/{self.pid}/task"))
-                fds = len(os.listdir(f"/proc/{self.pid}/fd"))
-            except OSError:
-                continue  # between samples the process may be gone
-            self.threads, self.fds = max(self.threads, threads), max(self.fds, fds)
-
-    def stop(self) -> None:
-        self._done.set()
-        self._thread.join()
 
 
 def sync_measured(lab: Lab) -> tuple[int, dict[str, object], Peak]:

@@ -5,18 +5,14 @@ that is down leaves the image loaded, says so, and gets it at a later cycle."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
-import subprocess
-import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from lab import Lab
+from lab.registry import free_port, registry_on
 
 from .helpers import build, failures, receiver_configs, run, sync_json
 
@@ -26,39 +22,6 @@ ACCEPT = (
     "application/vnd.docker.distribution.manifest.v2+json, "
     "application/vnd.oci.image.manifest.v1+json"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextlib.contextmanager
-def registry_on(root: Path, port: int) -> Iterator[Path]:
-    """docker-registry on 127.0.0.1:``port``, storing under ``root``; yields its log."""
-    root.mkdir(parents=True, exist_ok=True)
-    config, log = root / "registry.yml", root / "registry.log"
-    config.write_text(
-        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
-    )
-    with log.open("ab") as sink:
-        process = subprocess.Popen(["docker-registry", "serve", str(config)],
-                                   stdout=sink, stderr=sink)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "docker-registry did not start"
-                time.sleep(0.1)
-        yield log
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def manifest_puts(log: Path) -> int:

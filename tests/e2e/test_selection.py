@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from lab import Lab, build_image
+from lab.registry import free_port, registry_on
 
 from .helpers import actions, build, loads_since, run, sync_json
 
@@ -70,29 +69,9 @@ def test_each_peer_gets_only_its_images_and_its_groups(lab: Lab) -> None:
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[str]:
     """Debian's docker-registry on a free loopback port, storing under tmp_path."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = tmp_path / "registry.yml"
-    config.write_text(
-        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: "
-        f"{tmp_path / 'registry'}\nhttp:\n  addr: 127.0.0.1:{port}\n"
-    )
-    process = subprocess.Popen(["docker-registry", "serve", str(config)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "docker-registry did not start"
-                time.sleep(0.1)
+    port = free_port()
+    with registry_on(tmp_path / "registry", port):
         yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def test_pull_feeds_the_peers_what_the_registry_has_now(lab: Lab, registry: str) -> None:
