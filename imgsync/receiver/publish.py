@@ -31,10 +31,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from imgsync import log, reference
+from imgsync.adapters import registry
 from imgsync.adapters.lock import cycle_lock
 from imgsync.config import ReceiverConfig
 from imgsync.configtypes import PATH_COMPONENT
-from imgsync.engines import registry
 from imgsync.engines.base import ReceivingEngine
 from imgsync.errors import ImgsyncError, LockedError, MarkerError, RegistryError, StorageError
 from imgsync.receiver import loaded, published
