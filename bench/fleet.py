@@ -35,8 +35,7 @@ from lab.cluster import ENGINE_SHARED
 from lab.procstat import Peak
 from lab.site import RelayDaemon, make_relay
 
-from . import fleetmodel as model
-from . import tree
+from . import fleetcases, fleetmodel, tree
 from .measure import Spread, load_average
 
 MiB = 1024 * 1024
@@ -101,7 +100,7 @@ def site_case(root: Path, runs: int) -> tuple[list[Row], list[float]]:
             _sync(lab)
             flat_s.append(time.monotonic() - started)
             flat.append(sum(lab.peer(h).relay.bytes_up for h in hosts) / (10 * MiB))
-    predicted = dict(model.lab_predictions())
+    predicted = dict(fleetcases.lab_predictions())
     rows: list[Row] = [
         ("site link bytes / changed layer, via the relay", _s(link), "1.00", "≤ 1.1"),
         ("site links' bytes / changed layer, flat to 4 hosts", _s(flat), "4.00", ""),
@@ -210,7 +209,7 @@ def _scale_row(n: int, parallel: int, samples: list[dict[str, float]]) -> Row:
         return _s([s[key] for s in samples], digits)
 
     per_cycle = statistics.median(s["wall"] for s in samples)
-    predicted = model.flat(model.lab_no_change(n, parallel)).seconds
+    predicted = fleetmodel.flat(fleetcases.lab_no_change(n, parallel)).seconds
     return (
         str(n),
         str(parallel),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import fleetcases as fc
 from bench import fleetmodel as fm
 from bench.fleetmodel import Fleet, flat, registry, registry_p2p, relays
 
@@ -181,7 +182,7 @@ def test_the_command_prints_the_three_shapes_the_crossovers_and_the_lab_checks()
 def test_docs_fleets_shows_the_table_and_crossovers_the_model_prints_now() -> None:
     page = (REPO / "docs" / "fleets.md").read_text()
     assert "python -m bench.fleetmodel" in page
-    for line in fm.fleet_table() + fm.crossover_lines():
+    for line in fc.fleet_table() + fc.crossover_lines():
         assert line in page, (
             f"docs/fleets.md is out of date: run python -m bench.fleetmodel\n{line}"
         )
