@@ -152,6 +152,7 @@ class ScheduleConfig(_Section):
     misfire_grace: Duration = "5m"
     events: StrictBool = True
     debounce: Duration = "2s"
+    keep_sessions: StrictBool = True  # the daemon keeps each agent peer's session open
 
     @model_validator(mode="after")
     def _one_trigger(self) -> ScheduleConfig:

@@ -29,10 +29,13 @@ from imgsync.errors import ImgsyncError
 from imgsync.model import Action, Result
 from imgsync.render import progress
 from imgsync.source import cycle
+from imgsync.source.link import open_link
+from imgsync.source.linkpool import LinkPool
 from imgsync.source.watcher import EventWatcher
 
 _JOB = "cycle"
 _TICK = 0.2
+KEEP_MIN = 900.0  # seconds a kept session may stay idle, at least
 _CYCLE_SLACK = 600.0  # export and upload time a healthy cycle may add to its SSH timeouts
 
 
@@ -81,6 +84,7 @@ class Daemon:
         self.watcher: EventWatcher | None = None
         self.logger = log.get().bind(component="daemon")
         self.heartbeat = time.monotonic()
+        self.links = _pool(config.schedule)
         self.metrics = metrics.Metrics.resumed(config.metrics)
         self.endpoint = metrics.Endpoint(self.metrics)
 
@@ -103,12 +107,16 @@ class Daemon:
                     self.cycle_due.clear()
                     self._cycle()
                 else:
+                    if self.links is not None:
+                        self.links.expire()
                     self.stop.wait(_TICK)
         except Cancelled:
             self.logger.info("cycle abandoned: stopping")
         finally:
             systemd.stopping("stopping")
             self._unfollow()
+            if self.links is not None:
+                self.links.close()
             self.scheduler.shutdown(wait=False)
             self.endpoint.close()
             self.logger.info("daemon stopped")
@@ -133,7 +141,8 @@ class Daemon:
 
     def _cycle(self) -> None:
         sink = progress.tee(self.metrics.sink(), _Heartbeat(self.beat))
-        options = cycle.CycleOptions(stop=self.stop, progress=sink)
+        connect = self.links.connect if self.links is not None else open_link
+        options = cycle.CycleOptions(stop=self.stop, progress=sink, connect=connect)
         try:
             report = cycle.run(self.config, self.config_path, options, self.metrics)
         except ImgsyncError as err:
@@ -157,6 +166,9 @@ class Daemon:
             systemd.ready("config reload failed; running with the previous config")
             return
         self._unfollow()
+        if self.links is not None:
+            self.links.close()  # the peers' settings may have changed
+        self.links = _pool(config.schedule)
         self.config = config
         self._follow(config)
         try:
@@ -195,3 +207,13 @@ class Daemon:
         if self.watcher is not None:
             self.watcher.close()
             self.watcher = None
+
+
+def _pool(schedule: cfg.ScheduleConfig) -> LinkPool | None:
+    """Sessions kept between cycles (``keep_sessions``), each for as long as two intervals
+    (at least ``KEEP_MIN``): a schedule's next cycle, or any image event before it, finds
+    them open."""
+    if not schedule.keep_sessions:
+        return None
+    interval = cfg.parse_duration(schedule.interval) if schedule.interval else 0.0
+    return LinkPool(keep=max(KEEP_MIN, 2 * interval))

@@ -96,6 +96,7 @@ class Session:
             "layers": self._layers,
             "apply": self._apply,
             "status": self._status,
+            "ping": self._pong,
         }
         handler = handlers.get(op) if isinstance(op, str) else None
         if handler is None:
@@ -120,6 +121,8 @@ class Session:
 
         images = _references(request.get("images"))
         clean = request.get("clean") is True
+        if clean:  # a cycle's first question: a kept session starts afresh
+            self._receiver, self._received = None, {}
         if clean:  # a cycle's: publish first what an earlier one could not
             from imgsync.receiver import publish
 
@@ -132,6 +135,10 @@ class Session:
         chains = _strings(request.get("chains"), "chains")
         held = inventory.held_layers(self._receiver_config(), chains)
         return _parsed(protocol.dump_layers(held))
+
+    def _pong(self, request: dict[str, Any]) -> Reply:
+        """A kept session's check that it is still there (:mod:`imgsync.source.linkpool`)."""
+        return {"format": protocol.FORMAT, "op": "pong"}
 
     def _status(self, request: dict[str, Any]) -> Reply:
         """``status --fleet`` on headquarters: what this peer's own peers run, if it is a

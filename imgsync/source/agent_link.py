@@ -82,6 +82,18 @@ class AgentLink:
         raw = self._ask({"op": "apply", "images": images}, self.peer.apply_timeout)
         return protocol.load_apply(raw)
 
+    def ping(self, timeout: float) -> None:
+        """One round trip within ``timeout`` (any answer will do: an older peer says it
+        knows no ping): is a kept session still there?"""
+        self._process.write(frames.message_frame({"op": "ping"}))
+        self._timeout = timeout
+        try:
+            self._reader.message()
+        except frames.Closed as err:
+            raise self._ended("ping", err) from None
+        finally:
+            self._timeout = self.peer.io_timeout
+
     def relay_status(self) -> list[StatusRow] | None:
         """What the peer's own peers run, when it is a relay (``None``: it is not)."""
         return protocol.load_relay_status(self._ask({"op": "status"}), self.peer.name)

@@ -26,6 +26,7 @@ from imgsync.model import Action, ProgressSink, Report, Result
 from imgsync.reference import normalize
 from imgsync.source import exports as exporting
 from imgsync.source.exports import Exports
+from imgsync.source.link import Connect, open_link
 from imgsync.source.peer import sync_peer
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ class CycleOptions:
     wait: bool = True
     stop: threading.Event | None = None  # set by SIGTERM: abandon the cycle (Cancelled)
     progress: ProgressSink | None = None
+    connect: Connect = open_link  # how a peer's link is opened (the daemon's: kept sessions)
 
 
 def run(
@@ -69,9 +71,7 @@ def _locked(config: cfg.Config, config_path: Path, options: CycleOptions) -> Rep
         log.bind(run_id=run_id)
         try:
             inbox = Path(config.receiver.inbox) if config.receiver is not None else None
-            report = _cycle(
-                source, wanted, peers, state_path, stop, options.progress, run_id, inbox
-            )
+            report = _cycle(source, wanted, peers, state_path, stop, options, run_id, inbox)
         finally:
             log.unbind("run_id")
     report.seconds = time.monotonic() - started
@@ -92,7 +92,7 @@ def _cycle(
     peers: list[cfg.PeerSettings],
     state_path: Path,
     stop: threading.Event,
-    progress: ProgressSink | None,
+    options: CycleOptions,
     run_id: str,
     inbox: Path | None = None,
 ) -> Report:
@@ -104,7 +104,9 @@ def _cycle(
     context = contextvars.copy_context()
 
     def serve(peer: cfg.PeerSettings) -> list[Result]:
-        return context.copy().run(sync_peer, peer, None, exports, export_dir, stop, progress)
+        return context.copy().run(
+            sync_peer, peer, None, exports, export_dir, stop, options.progress, options.connect
+        )
 
     try:
         with ThreadPoolExecutor(max_workers=source.max_parallel_peers) as pool:

@@ -106,6 +106,35 @@ def test_an_image_change_is_synced_within_seconds_even_with_a_long_interval(
     assert any(e["event"] == "image changed" for e in running.events())
 
 
+def test_the_daemon_keeps_its_sessions_and_replaces_one_that_died_between_cycles(
+    lab: Lab, daemon: Callable[..., Daemon]
+) -> None:
+    """Connections are counted at the lab's relays: the second cycle opens none; after the
+    relays drop every connection, the next cycle connects again (once per peer) and
+    delivers."""
+    ref = "daemon-kept/web:1"
+    first = build(lab, ref, seed=90, size=256 * 1024)
+    lab.write_configs([ref], extra={"schedule": {"interval": "1h", "debounce": "1s"}})
+    running = daemon()
+    wait_until(everywhere(lab, ref, first), 30, "the cycle at start syncs v1")
+    wait_until(lambda: len(running.cycles()) == 1, 10, "the first cycle is logged")
+    connections = {p.name: p.relay.connections_total for p in lab.peers}
+    second = build(lab, ref, seed=91, size=256 * 1024)
+    wait_until(everywhere(lab, ref, second), 30, "the event-driven cycle syncs v2")
+    wait_until(lambda: len(running.cycles()) == 2, 10, "the second cycle is logged")
+    assert {p.name: p.relay.connections_total for p in lab.peers} == connections
+    for peer in lab.peers:  # the kept sessions die between two cycles
+        peer.relay.drop_all()
+    third = build(lab, ref, seed=92, size=256 * 1024)
+    wait_until(everywhere(lab, ref, third), 30, "a new session syncs v3")
+    wait_until(lambda: len(running.cycles()) == 3, 10, "the third cycle is logged")
+    assert {p.name: p.relay.connections_total for p in lab.peers} == {
+        name: count + 1 for name, count in connections.items()
+    }
+    assert all(c["failed"] == 0 for c in running.cycles())
+    assert not [e for e in running.events() if e["event"] == "peer attempt failed; retrying"]
+
+
 def test_sigterm_during_a_large_upload_stops_cleanly_and_leaves_no_temp_files(
     lab: Lab, daemon: Callable[..., Daemon]
 ) -> None:
