@@ -122,7 +122,7 @@ class Session:
         images = _references(request.get("images"))
         clean = request.get("clean") is True
         if clean:  # a cycle's first question: a kept session starts afresh
-            self._receiver, self._received = None, {}
+            self._receiver, self._received, self._store = None, {}, None
         if clean:  # a cycle's: publish first what an earlier one could not
             from imgsync.receiver import publish
 

@@ -171,3 +171,21 @@ def test_an_engine_that_cannot_say_its_store_is_closed_and_the_bundle_received(
     _, replies = converse(tmp_path, receive("a.tar", b"x" * 1024, load=True))
     assert replies[1] == {"format": 1, "received": 1024}
     assert StorelessEngine.closed == [True]
+
+
+def test_a_kept_session_reads_its_config_again_at_each_cycles_first_question(
+    tmp_path: Path,
+) -> None:
+    loads: list[int] = []
+    config = ReceiverConfig(inbox=str(tmp_path), docker_host="unix:///nonexistent/docker.sock")
+
+    def receiver() -> ReceiverConfig:
+        loads.append(1)
+        return config
+
+    cycle = frames.message_frame({"op": "inventory", "images": [], "clean": True})
+    ping = frames.message_frame({"op": "ping"})
+    code, replies = converse(tmp_path, cycle, ping, cycle, receiver=receiver)
+    assert code == ExitCode.OK
+    assert replies[2] == {"format": 1, "op": "pong"}
+    assert len(loads) == 3  # the warm-up's, then each cycle's first question's
