@@ -103,17 +103,30 @@ def held(lock_path: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def waiting_for(pid: int, lock_path: Path, deadline: float) -> None:
+    """Until the daemon has the lock file open: its next cycle has started and waits for the
+    lock we hold (a cycle is short with kept sessions: this may be most of an interval)."""
+    while True:
+        opened = set()
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                opened.add(os.readlink(fd))
+        if str(lock_path) in opened:
+            return
+        assert time.monotonic() < deadline, "the daemon's next cycle never waited for the lock"
+        time.sleep(0.05)
+
+
 def at_rest(daemon: DaemonLog, lock_path: Path, after: int, deadline: float) -> dict[str, int]:
     """Resources once cycle ``after`` (or a later one) has finished, sampled while the
     daemon's next cycle waits for the lock we hold: the same state at every call, with
-    nothing of a cycle in flight (a cycle takes about the 1 s interval, so between two
-    the daemon is otherwise at rest for a few ms only)."""
+    nothing of a cycle in flight (its kept sessions to the peers open, idle)."""
     while daemon.poll() < after:
         assert time.monotonic() < deadline, f"cycle {after} did not finish in time"
         assert daemon.process.poll() is None, "the daemon died"
         time.sleep(0.05)
     with held(lock_path):
-        time.sleep(0.5)  # the cycle that ended is logged; the next one waits for the lock
+        waiting_for(daemon.process.pid, lock_path, deadline)  # the next cycle waits for it
         cycles = daemon.poll()
         samples = []
         for _ in range(5):
