@@ -75,6 +75,7 @@ class Publisher:
     ) -> None:
         self.engine, self.inbox, self.address, self._lookup = engine, inbox, address, lookup
         self._down: RegistryError | None = None  # the registry did not answer: not again
+        self._recorded: dict[str, str] | None = None  # the record, read once (under the lock)
 
     def publish(self, image: str, version: str) -> tuple[str | None, str | None]:
         """Publish ``image`` when the engine runs ``version`` under it; return the name it
@@ -88,7 +89,9 @@ class Publisher:
 
     def _publish(self, image: str, version: str) -> str | None:
         name = target(self.address, image)
-        if published.read(self.inbox).get(name) == version:
+        if self._recorded is None:
+            self._recorded = published.read(self.inbox)
+        if self._recorded.get(name) == version:
             return name
         image_id = self.engine.image_id(image)
         if loaded.version_of(loaded.read(self.inbox), image_id) != version or image_id is None:
@@ -106,6 +109,7 @@ class Publisher:
                 )
             log.get().info("published", image=image, published=name, version=version)
         published.record(self.inbox, name, version)
+        self._recorded[name] = version
         return name
 
     def _held(self, name: str) -> set[str]:
