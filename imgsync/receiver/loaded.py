@@ -76,21 +76,27 @@ def held_blobs(inbox: Path, present: set[str]) -> dict[str, str]:
 
 
 def _read_raw(inbox: Path) -> dict[str, object]:
-    path = inbox / NAME
+    return read_record(inbox / NAME, "loaded", FORMAT, MAX_BYTES)
+
+
+def read_record(path: Path, what: str, fmt: int, limit: int) -> dict[str, object]:
+    """A record file of the inbox (this one; :mod:`imgsync.receiver.published`'s) as a JSON
+    object of format ``fmt``, at most ``limit`` bytes; empty when absent, unreadable or not
+    that (said in the log, naming the record of ``what`` images)."""
     try:
         with fsutil.open_regular(path) as handle:
-            raw = handle.read(MAX_BYTES + 1)
+            raw = handle.read(limit + 1)
     except FileNotFoundError:
         return {}
     except OSError as err:
-        log.get().warning("record of loaded images not readable", path=str(path), error=str(err))
+        log.get().warning(f"record of {what} images not readable", path=str(path), error=str(err))
         return {}
     try:
-        data = json.loads(raw) if len(raw) <= MAX_BYTES else None
+        data = json.loads(raw) if len(raw) <= limit else None
     except (ValueError, RecursionError):
         data = None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        log.get().warning("record of loaded images ignored (not format 1)", path=str(path))
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        log.get().warning(f"record of {what} images ignored (not format {fmt})", path=str(path))
         return {}
     return data
 

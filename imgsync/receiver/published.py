@@ -22,6 +22,7 @@ from imgsync import log
 from imgsync.adapters import fsutil
 from imgsync.errors import StorageError
 from imgsync.model import VERSION_RE
+from imgsync.receiver import loaded
 
 NAME = ".imgsync-published.json"
 FORMAT = 1
@@ -33,21 +34,15 @@ def read(inbox: Path) -> dict[str, str]:
     """Registry name (``host:port/path:tag``) → version, as recorded (empty: none)."""
     path = inbox / NAME
     try:
-        with fsutil.open_regular(path) as handle:
-            raw = handle.read(MAX_BYTES + 1)
-    except FileNotFoundError:
-        return {}
-    except (OSError, StorageError) as err:
+        data = loaded.read_record(path, "published", FORMAT, MAX_BYTES)
+    except StorageError as err:  # not a regular file
         log.get().warning("record of published images not readable", path=str(path),
                           error=str(err))  # fmt: skip
         return {}
-    try:
-        data = json.loads(raw) if len(raw) <= MAX_BYTES else None
-    except (ValueError, RecursionError):
-        data = None
-    names = data.get("published") if isinstance(data, dict) else None
-    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(names, dict):
+    names = data.get("published")
+    if data and not isinstance(names, dict):
         log.get().warning("record of published images ignored (not format 1)", path=str(path))
+    if not isinstance(names, dict):
         return {}
     return {
         name: version
